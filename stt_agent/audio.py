@@ -1,0 +1,342 @@
+"""Audio sources for local mode: files (anything PyAV decodes), NumPy arrays, live widgets.
+
+Every source becomes a stream of 16 kHz mono 16-bit `rtc.AudioFrame`s, which is what
+`AgentSession.input.audio` consumes. Files are decoded incrementally, a chunk at a time in a
+worker thread, so a one-hour recording never sits in memory whole and the kernel's event
+loop keeps running while it decodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import av
+import numpy as np
+from livekit import rtc
+from livekit.agents.voice import io
+
+__all__ = [
+    "FRAME_MS",
+    "SAMPLE_RATE",
+    "ArraySource",
+    "AudioSource",
+    "AudioSourceError",
+    "FileSource",
+    "SourceAudioInput",
+    "as_source",
+    "probe",
+]
+
+SAMPLE_RATE = 16_000
+FRAME_MS = 20
+_FRAME_SAMPLES = SAMPLE_RATE * FRAME_MS // 1000
+# How much audio one trip to the decoding thread produces: big enough to amortise the hop,
+# small enough that memory stays flat and the first frame comes quickly.
+_DECODE_CHUNK_S = 0.5
+# Silence appended after the last sample so the VAD sees the end of the last utterance.
+DEFAULT_TRAILING_SILENCE_S = 1.0
+
+
+class AudioSourceError(Exception):
+    """A file that cannot be used, with a message that names it and says what is wrong."""
+
+    def __init__(self, source: str, problem: str) -> None:
+        super().__init__(f"{source}: {problem}")
+        self.source = source
+        self.problem = problem
+
+
+@runtime_checkable
+class AudioSource(Protocol):
+    """Anything that yields 16 kHz mono frames: files, arrays, the microphone widget."""
+
+    name: str
+
+    def frames(self) -> AsyncIterator[rtc.AudioFrame]: ...
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    path: Path
+    codec: str
+    sample_rate: int
+    channels: int
+    duration_s: float | None
+
+
+def probe(path: str | os.PathLike[str]) -> AudioInfo:
+    """Open a file just far enough to know it is audio; raise `AudioSourceError` otherwise."""
+    p = Path(path)
+    name = str(path)
+    if not p.exists():
+        raise AudioSourceError(name, "no such file")
+    if p.is_dir():
+        raise AudioSourceError(name, "is a folder, not an audio file")
+    if p.stat().st_size == 0:
+        raise AudioSourceError(name, "the file is empty")
+    try:
+        with av.open(str(p)) as container:
+            if not container.streams.audio:
+                raise AudioSourceError(name, "has no audio stream")
+            stream = container.streams.audio[0]
+            duration = None
+            if stream.duration is not None and stream.time_base is not None:
+                duration = float(stream.duration * stream.time_base)
+            elif container.duration is not None:
+                duration = container.duration / av.time_base
+            return AudioInfo(
+                path=p,
+                codec=stream.codec_context.name,
+                sample_rate=stream.codec_context.sample_rate,
+                channels=stream.codec_context.channels,
+                duration_s=duration,
+            )
+    except AudioSourceError:
+        raise
+    except av.FFmpegError as e:
+        raise AudioSourceError(name, f"not a readable audio file ({_ffmpeg_reason(e)})") from None
+
+
+def _ffmpeg_reason(e: av.FFmpegError) -> str:
+    return (getattr(e, "strerror", None) or str(e)).rstrip(".").lower()
+
+
+def _decode_pcm(path: Path, info: AudioInfo) -> Iterator[np.ndarray]:
+    """int16 mono 16 kHz chunks of about `_DECODE_CHUNK_S` seconds, streamed from the file."""
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+    target = int(_DECODE_CHUNK_S * SAMPLE_RATE)
+    pending: list[np.ndarray] = []
+    pending_n = 0
+    decoded_n = 0
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.audio[0]
+            for packet in container.demux(stream):
+                for frame in packet.decode():
+                    for out in resampler.resample(frame):
+                        pcm = out.to_ndarray().reshape(-1)
+                        pending.append(pcm)
+                        pending_n += pcm.size
+                    if pending_n >= target:
+                        chunk = np.concatenate(pending)
+                        decoded_n += chunk.size
+                        pending, pending_n = [], 0
+                        yield chunk
+            for out in resampler.resample(None):
+                pending.append(out.to_ndarray().reshape(-1))
+    except av.FFmpegError as e:
+        raise AudioSourceError(
+            str(path), f"decoding failed after {decoded_n / SAMPLE_RATE:.1f} s ({_ffmpeg_reason(e)})"
+        ) from None
+    if pending:
+        chunk = np.concatenate(pending)
+        decoded_n += chunk.size
+        yield chunk
+    if decoded_n == 0:
+        raise AudioSourceError(str(path), "contains no audio samples")
+    # A cut-off download or copy decodes "successfully" but shorter than its header says.
+    if info.duration_s and decoded_n / SAMPLE_RATE < info.duration_s * 0.98 - 0.1:
+        raise AudioSourceError(
+            str(path),
+            f"the file is truncated: its header promises {info.duration_s:.1f} s "
+            f"but only {decoded_n / SAMPLE_RATE:.1f} s of audio is there",
+        )
+
+
+def _to_frames(pcm: np.ndarray, carry: np.ndarray) -> tuple[list[rtc.AudioFrame], np.ndarray]:
+    """Cut int16 samples into 20 ms frames; the remainder is carried to the next call."""
+    data = np.concatenate([carry, pcm]) if carry.size else pcm
+    n_full = data.size // _FRAME_SAMPLES
+    frames = [
+        rtc.AudioFrame(
+            data=data[i * _FRAME_SAMPLES : (i + 1) * _FRAME_SAMPLES].tobytes(),
+            sample_rate=SAMPLE_RATE,
+            num_channels=1,
+            samples_per_channel=_FRAME_SAMPLES,
+        )
+        for i in range(n_full)
+    ]
+    return frames, data[n_full * _FRAME_SAMPLES :]
+
+
+class _PacedSource:
+    """Shared pacing and trailing-silence logic for sources that produce int16 chunks."""
+
+    name: str
+
+    def __init__(self, *, realtime: bool, trailing_silence_s: float) -> None:
+        self.realtime = realtime
+        self.trailing_silence_s = trailing_silence_s
+        self.samples_sent = 0
+        self.finished = False
+        self.first_frame_at: float | None = None  # wall clock; lets latency use audio time
+
+    async def _chunks(self) -> AsyncIterator[np.ndarray]:
+        raise NotImplementedError
+        yield  # pragma: no cover
+
+    def wall_time_of(self, audio_s: float) -> float | None:
+        """Wall-clock time at which the sample at `audio_s` was handed on (real time only)."""
+        if self.first_frame_at is None or not self.realtime:
+            return None
+        return self.first_frame_at + audio_s
+
+    async def frames(self) -> AsyncIterator[rtc.AudioFrame]:
+        carry = np.zeros(0, dtype=np.int16)
+        silence = np.zeros(int(self.trailing_silence_s * SAMPLE_RATE), dtype=np.int16)
+
+        async def all_chunks() -> AsyncIterator[np.ndarray]:
+            async for chunk in self._chunks():
+                yield chunk
+            if silence.size:
+                yield silence
+
+        async for chunk in all_chunks():
+            frames, carry = _to_frames(chunk, carry)
+            for frame in frames:
+                if self.first_frame_at is None:
+                    self.first_frame_at = time.time()
+                if self.realtime:
+                    # Sleep until this frame's own time: drift-free pacing, as a microphone would.
+                    due = self.first_frame_at + self.samples_sent / SAMPLE_RATE
+                    delay = due - time.time()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                self.samples_sent += frame.samples_per_channel
+                yield frame
+        if carry.size:
+            padded = np.concatenate([carry, np.zeros(_FRAME_SAMPLES - carry.size, np.int16)])
+            frames, _ = _to_frames(padded, np.zeros(0, np.int16))
+            self.samples_sent += _FRAME_SAMPLES
+            yield frames[0]
+        self.finished = True
+
+
+class FileSource(_PacedSource):
+    """Any file PyAV decodes, at any rate and channel count, streamed as 16 kHz mono."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        realtime: bool = False,
+        trailing_silence_s: float = DEFAULT_TRAILING_SILENCE_S,
+    ) -> None:
+        super().__init__(realtime=realtime, trailing_silence_s=trailing_silence_s)
+        self.path = Path(path)
+        self.name = str(path)
+        self.info = probe(path)  # fail at construction, before any session starts
+
+    async def _chunks(self) -> AsyncIterator[np.ndarray]:
+        decoder = _decode_pcm(self.path, self.info)
+        done = object()
+        while True:
+            chunk = await asyncio.to_thread(next, decoder, done)
+            if chunk is done:
+                return
+            yield chunk  # type: ignore[misc]
+
+    def __repr__(self) -> str:
+        return f"FileSource({self.name!r}, realtime={self.realtime})"
+
+
+class ArraySource(_PacedSource):
+    """A NumPy array of samples (float in [-1, 1] or int16), mono or (n, channels)."""
+
+    def __init__(
+        self,
+        samples: np.ndarray,
+        sample_rate: int = SAMPLE_RATE,
+        *,
+        name: str = "array",
+        realtime: bool = False,
+        trailing_silence_s: float = DEFAULT_TRAILING_SILENCE_S,
+    ) -> None:
+        super().__init__(realtime=realtime, trailing_silence_s=trailing_silence_s)
+        self.name = name
+        self._pcm = _array_to_pcm16(np.asarray(samples), sample_rate, name)
+
+    async def _chunks(self) -> AsyncIterator[np.ndarray]:
+        step = int(_DECODE_CHUNK_S * SAMPLE_RATE)
+        for i in range(0, self._pcm.size, step):
+            yield self._pcm[i : i + step]
+
+    def __repr__(self) -> str:
+        return f"ArraySource({self.name!r}, {self._pcm.size / SAMPLE_RATE:.1f} s)"
+
+
+def _array_to_pcm16(samples: np.ndarray, sample_rate: int, name: str) -> np.ndarray:
+    if samples.size == 0:
+        raise AudioSourceError(name, "the array is empty")
+    if samples.ndim == 2:
+        # (n, channels) is the soundfile/PyAV-planar-transposed convention; accept both.
+        samples = samples.mean(axis=1 if samples.shape[0] >= samples.shape[1] else 0)
+    elif samples.ndim != 1:
+        raise AudioSourceError(name, f"expected a 1-D or 2-D array, got shape {samples.shape}")
+    if np.issubdtype(samples.dtype, np.floating):
+        floats = np.clip(samples.astype(np.float32), -1.0, 1.0)
+    elif samples.dtype == np.int16:
+        floats = samples.astype(np.float32) / 32768.0
+    else:
+        raise AudioSourceError(name, f"expected float or int16 samples, got {samples.dtype}")
+    if sample_rate != SAMPLE_RATE:
+        floats = _resample(floats, sample_rate)
+    return (floats * 32767.0).astype(np.int16)
+
+
+def _resample(floats: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Resample with FFmpeg's resampler (via PyAV) rather than a hand-rolled filter."""
+    frame = av.AudioFrame.from_ndarray(floats.reshape(1, -1), format="flt", layout="mono")
+    frame.sample_rate = sample_rate
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+    out = [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+    out += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
+    return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def as_source(
+    source: object, *, realtime: bool = False, sample_rate: int = SAMPLE_RATE
+) -> AudioSource:
+    """Turn a path, an array or an existing source into an `AudioSource`."""
+    if isinstance(source, AudioSource):
+        return source
+    if isinstance(source, str | os.PathLike):
+        return FileSource(source, realtime=realtime)
+    if isinstance(source, np.ndarray):
+        return ArraySource(source, sample_rate, realtime=realtime)
+    raise TypeError(
+        f"cannot use {type(source).__name__} as audio: pass a file path, a NumPy array, "
+        "or a MicWidget"
+    )
+
+
+class SourceAudioInput(io.AudioInput):
+    """LiveKit's own extension point for session audio, fed from an `AudioSource`.
+
+    When the source runs out, iteration ends and `finished` is set; the session keeps running
+    so the last utterance can still be finalised.
+    """
+
+    def __init__(self, source: AudioSource) -> None:
+        super().__init__(label=f"stt_agent:{source.name}")
+        self.source_ = source
+        self._frames = source.frames()
+        self.finished = asyncio.Event()
+        self.error: BaseException | None = None
+
+    async def __anext__(self) -> rtc.AudioFrame:
+        try:
+            return await self._frames.__anext__()
+        except StopAsyncIteration:
+            self.finished.set()
+            raise
+        except BaseException as e:
+            self.error = e
+            self.finished.set()
+            raise StopAsyncIteration from None

@@ -1,0 +1,102 @@
+"""Short, safe reachability checks of the LiveKit server and AssemblyAI for `check`.
+
+Every verdict is a sentence a newcomer can act on. Nothing here ever puts a key, a secret or
+a token into a message: client exceptions can carry request headers, so only their class
+and HTTP status are used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from urllib.parse import urlparse, urlunparse
+
+import aiohttp
+
+from .config import Settings
+
+__all__ = ["ProbeResult", "probe_assemblyai", "probe_livekit"]
+
+DEFAULT_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    service: str
+    ok: bool
+    message: str
+
+    def __str__(self) -> str:
+        return f"{'ok  ' if self.ok else 'FAIL'} {self.service}: {self.message}"
+
+
+def _http_url(url: str) -> str:
+    parts = urlparse(url)
+    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+    return urlunparse(parts._replace(scheme=scheme))
+
+
+async def probe_livekit(settings: Settings, timeout_s: float = DEFAULT_TIMEOUT_S) -> ProbeResult:
+    """List rooms with the configured key: proves the URL, the key and the secret at once."""
+    from livekit import api
+
+    service = "LiveKit server"
+    if not settings.has_livekit:
+        return ProbeResult(service, False, "not configured (local mode needs no server)")
+    url = _http_url(settings.livekit_url)
+    try:
+        async with api.LiveKitAPI(
+            url, settings.livekit_api_key, settings.livekit_api_secret.reveal()
+        ) as lk:
+            rooms = await asyncio.wait_for(lk.room.list_rooms(api.ListRoomsRequest()), timeout_s)
+    except TimeoutError:
+        return ProbeResult(
+            service, False, f"no answer from {url} within {timeout_s:g} s: is the server running?"
+        )
+    except api.TwirpError as e:
+        if e.status in (401, 403) or e.code in ("unauthenticated", "permission_denied"):
+            return ProbeResult(
+                service,
+                False,
+                f"{url} refused the API key/secret (HTTP {e.status}): copy both again from "
+                "the same key in your LiveKit project",
+            )
+        return ProbeResult(
+            service, False, f"{url} answered with an error ({e.code}, HTTP {e.status})"
+        )
+    except (aiohttp.ClientError, OSError) as e:
+        return ProbeResult(
+            service,
+            False,
+            f"cannot reach {url} ({type(e).__name__}): check LIVEKIT_URL and network",
+        )
+    return ProbeResult(service, True, f"{url} accepted the credentials ({len(rooms.rooms)} rooms)")
+
+
+async def probe_assemblyai(settings: Settings, timeout_s: float = DEFAULT_TIMEOUT_S) -> ProbeResult:
+    """Ask AssemblyAI for a short-lived streaming token: 200 means the key is good."""
+    service = "AssemblyAI"
+    if not settings.assemblyai_api_key:
+        return ProbeResult(service, False, "no ASSEMBLYAI_API_KEY (the local engine is used)")
+    url = _http_url(settings.assemblyai_base_url).rstrip("/") + "/v3/token"
+    headers = {"Authorization": settings.assemblyai_api_key.reveal()}
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as http,
+            http.get(url, params={"expires_in_seconds": "60"}, headers=headers) as response,
+        ):
+            status = response.status
+    except TimeoutError:
+        return ProbeResult(service, False, f"no answer from {url} within {timeout_s:g} s")
+    except (aiohttp.ClientError, OSError) as e:
+        return ProbeResult(service, False, f"cannot reach {url} ({type(e).__name__})")
+    if status == 200:
+        return ProbeResult(service, True, "the API key is valid")
+    if status in (401, 403):
+        return ProbeResult(
+            service,
+            False,
+            f"the API key was rejected (HTTP {status}): copy it again from your AssemblyAI "
+            "dashboard",
+        )
+    return ProbeResult(service, False, f"{url} answered HTTP {status}")

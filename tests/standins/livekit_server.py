@@ -1,0 +1,527 @@
+"""A stand-in for the parts of a LiveKit server that an agent worker talks to, for tests only.
+
+What is implemented, following the real server (livekit/livekit ``pkg/service``) and the real
+clients installed here (livekit-agents 1.8.9 ``worker.py``, livekit-api 1.2.2):
+
+* ``GET /agent`` (websocket): the worker protocol. Auth is the JWT in ``Authorization: Bearer``
+  (or ``?access_token=``), HS256-signed with the API secret, ``iss`` = API key, and it must carry
+  the ``video.agent`` grant. Any failure is an HTTP 401 on the upgrade, as on the real server.
+  Messages are binary protobufs: ``livekit.WorkerMessage`` in, ``livekit.ServerMessage`` out.
+* Job dispatch, driven by the test through :meth:`LiveKitStandIn.dispatch_job`: AvailabilityRequest
+  -> AvailabilityResponse -> JobAssignment (with a room-join token signed with the API secret).
+* ``POST /twirp/livekit.RoomService/{CreateRoom,ListRooms,DeleteRoom,ListParticipants}`` with the
+  same grants the real server requires, protobuf or JSON bodies, and Twirp JSON errors.
+
+What is NOT implemented: ``/rtc`` (room signalling) and therefore the whole WebRTC media path.
+That is LiveKit's SFU and is not faked here: every ``/rtc...`` request gets a quick 501 with a
+plain-text reason, so ``rtc.Room.connect`` (and so ``JobContext.connect``) fails fast and clearly
+while the worker connection stays up. Tests that need real media need a real LiveKit server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import jwt
+from aiohttp import WSMsgType, web
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError, Message
+from livekit import api
+from livekit.protocol import agent, models, room
+
+STANDIN_VERSION = "standin-1.0"
+# protocol numbers the real server advertises in ServerInfo (signal protocol / agent protocol)
+_SIGNAL_PROTOCOL = 16
+_AGENT_PROTOCOL = 1
+
+RTC_NOT_IMPLEMENTED = (
+    "LiveKitStandIn does not implement /rtc: room signalling and WebRTC media belong to a real "
+    "LiveKit server and are not faked in tests"
+)
+
+
+def _new_id(prefix: str) -> str:
+    # same shape as the real server's ids (prefix + 12 chars), e.g. AW_1a2b3c4d5e6f
+    return prefix + uuid.uuid4().hex[:12]
+
+
+class _AuthError(Exception):
+    """Raised when a request cannot be authenticated; the message is sent back to the client."""
+
+
+@dataclass
+class AuthFailure:
+    at: float  # time.monotonic(), so tests can measure the client's retry rhythm
+    path: str
+    reason: str
+
+
+@dataclass
+class RegisteredWorker:
+    """One worker websocket that completed registration."""
+
+    worker_id: str
+    request: agent.RegisterWorkerRequest  # everything the worker sent in `register`
+    connected: bool = True
+    status_updates: list[agent.UpdateWorkerStatus] = field(default_factory=list)
+    migrated_jobs: list[str] = field(default_factory=list)
+    _ws: web.WebSocketResponse | None = field(default=None, repr=False)
+    # aiohttp does not serialise concurrent writes of one websocket, so sends go through this lock
+    _send_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
+
+    @property
+    def type(self) -> str:
+        return agent.JobType.Name(self.request.type)
+
+    @property
+    def agent_name(self) -> str:
+        return self.request.agent_name
+
+    @property
+    def version(self) -> str:
+        return self.request.version
+
+    @property
+    def namespace(self) -> str:
+        return self.request.namespace
+
+    @property
+    def permissions(self) -> models.ParticipantPermission:
+        return self.request.allowed_permissions
+
+    async def send(self, msg: agent.ServerMessage) -> None:
+        assert self._ws is not None
+        async with self._send_lock:
+            await self._ws.send_bytes(msg.SerializeToString())
+
+
+class LiveKitStandIn:
+    """In-process fake LiveKit server: worker protocol + Room service, no media.
+
+    Use as ``async with LiveKitStandIn() as lk:`` and point the worker at ``lk.ws_url``.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str = "devkey",
+        api_secret: str = "secret-of-at-least-32-characters-long",
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.api_key = api_key
+        self.api_secret = api_secret
+        self.host = host
+        self.port = 0
+
+        # introspection for tests
+        self.workers: list[RegisteredWorker] = []
+        self.auth_failure_log: list[AuthFailure] = []
+        self.job_updates: list[tuple[str, str, str]] = []  # (job_id, JobStatus name, error)
+        self.jobs: dict[str, agent.Job] = {}
+        self.rooms: dict[str, models.Room] = {}
+        self.rtc_requests: list[str] = []  # paths of refused /rtc attempts (query stripped)
+
+        self._pending_availability: dict[str, asyncio.Future[agent.AvailabilityResponse]] = {}
+        self._changed: asyncio.Condition | None = None
+        self._runner: web.AppRunner | None = None
+        self._server_info = models.ServerInfo(
+            edition=models.ServerInfo.Edition.Standard,
+            version=STANDIN_VERSION,
+            protocol=_SIGNAL_PROTOCOL,
+            agent_protocol=_AGENT_PROTOCOL,
+            node_id="ND_standin",
+            region="standin",
+        )
+
+    # ----------------------------------------------------------------- lifecycle
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def auth_failures(self) -> int:
+        return len(self.auth_failure_log)
+
+    async def __aenter__(self) -> LiveKitStandIn:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def start(self) -> None:
+        self._changed = asyncio.Condition()
+        app = web.Application()
+        app.router.add_get("/agent", self._handle_agent)
+        app.router.add_post("/twirp/livekit.RoomService/{method}", self._handle_room_service)
+        app.router.add_route("*", "/rtc{tail:.*}", self._handle_rtc)
+        # no access log: /rtc and /agent requests carry tokens in the URL or headers
+        self._runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)
+        await self._runner.setup()
+        # bind the socket ourselves: port 0 gives a free port without racing other tests
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, 0))
+        self.port = sock.getsockname()[1]
+        await web.SockSite(self._runner, sock).start()
+
+    async def aclose(self) -> None:
+        for w in self.workers:
+            if w._ws is not None and not w._ws.closed:
+                await w._ws.close(code=1001, message=b"stand-in shutting down")
+        for fut in self._pending_availability.values():
+            fut.cancel()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # ----------------------------------------------------------------- waiting helpers
+
+    async def _notify(self) -> None:
+        assert self._changed is not None
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def _wait(self, predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+        """Wait until predicate() is truthy and return its value."""
+        assert self._changed is not None
+        try:
+            async with asyncio.timeout(timeout), self._changed:
+                return await self._changed.wait_for(predicate)
+        except TimeoutError:
+            raise TimeoutError(
+                f"LiveKitStandIn: timed out after {timeout}s waiting for {what}"
+            ) from None
+
+    async def wait_for_worker(self, timeout: float = 10.0) -> str:
+        """Wait for a connected, registered worker and return its id (the latest one)."""
+
+        def connected_id() -> str | None:
+            ids = [w.worker_id for w in self.workers if w.connected]
+            return ids[-1] if ids else None
+
+        return await self._wait(connected_id, timeout, "a worker to register")
+
+    async def wait_for_auth_failures(self, count: int, timeout: float = 10.0) -> None:
+        await self._wait(lambda: self.auth_failures >= count, timeout, f"{count} auth failures")
+
+    async def wait_for_job_status(
+        self, job_id: str, status_names: set[str], timeout: float = 10.0
+    ) -> tuple[str, str, str]:
+        """Wait for an UpdateJobStatus of job_id whose status name (e.g. "JS_FAILED") is in
+        status_names, including updates already received; returns (job_id, status, error)."""
+
+        def match() -> tuple[str, str, str] | None:
+            return next(
+                (u for u in self.job_updates if u[0] == job_id and u[1] in status_names), None
+            )
+
+        return await self._wait(match, timeout, f"job {job_id} to reach {sorted(status_names)}")
+
+    # ----------------------------------------------------------------- auth
+
+    def _claims(self, request: web.Request) -> api.Claims | None:
+        """Verify the request's token like the real server's APIKeyAuthMiddleware.
+
+        No token at all yields None (the handler then refuses for lack of grants); a present but
+        invalid token raises _AuthError.
+        """
+        header = request.headers.get("Authorization", "")
+        if header:
+            if not header.startswith("Bearer "):
+                raise _AuthError("invalid authorization header. Must start with Bearer ")
+            token = header[len("Bearer ") :]
+        else:
+            token = request.query.get("access_token", "")
+        if not token:
+            return None
+        try:
+            issuer = jwt.decode(token, options={"verify_signature": False}).get("iss", "")
+        except jwt.PyJWTError:
+            raise _AuthError("invalid authorization token") from None
+        if issuer != self.api_key:
+            raise _AuthError(f"invalid API key: {issuer}")
+        try:
+            return api.TokenVerifier(self.api_key, self.api_secret).verify(token)
+        except jwt.PyJWTError as e:
+            raise _AuthError(f"invalid token: {e}") from None
+
+    async def _record_auth_failure(self, request: web.Request, reason: str) -> None:
+        self.auth_failure_log.append(AuthFailure(time.monotonic(), request.path, reason))
+        await self._notify()
+
+    # ----------------------------------------------------------------- /agent (worker protocol)
+
+    async def _handle_agent(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse()  # autoping answers the worker's 30 s websocket heartbeat
+        if not ws.can_prepare(request).ok:
+            return web.Response(status=404)  # the real server 404s non-websocket requests
+        try:
+            claims = self._claims(request)
+            if claims is None or not claims.video.agent:
+                raise _AuthError("permissions denied")
+        except _AuthError as e:
+            await self._record_auth_failure(request, str(e))
+            return web.Response(status=401, text=str(e))
+
+        await ws.prepare(request)
+        worker: RegisteredWorker | None = None
+        try:
+            async for frame in ws:
+                if frame.type != WSMsgType.BINARY:
+                    continue  # the protocol is binary protobuf only
+                msg = agent.WorkerMessage.FromString(frame.data)
+                which = msg.WhichOneof("message")
+                if which == "register":
+                    worker = RegisteredWorker(_new_id("AW_"), msg.register, _ws=ws)
+                    self.workers.append(worker)
+                    reply = agent.RegisterWorkerResponse(
+                        worker_id=worker.worker_id, server_info=self._server_info
+                    )
+                    await worker.send(agent.ServerMessage(register=reply))
+                elif worker is None:
+                    # the real server requires `register` first; anything else is a protocol bug
+                    await ws.close(code=1008, message=b"register first")
+                    break
+                else:
+                    await self._on_worker_message(worker, msg)
+                await self._notify()
+        finally:
+            if worker is not None:
+                worker.connected = False
+                await self._notify()
+        return ws
+
+    async def _on_worker_message(self, worker: RegisteredWorker, msg: agent.WorkerMessage) -> None:
+        which = msg.WhichOneof("message")
+        if which == "availability":
+            fut = self._pending_availability.get(msg.availability.job_id)
+            if fut is not None and not fut.done():
+                fut.set_result(msg.availability)
+        elif which == "update_worker":
+            worker.status_updates.append(msg.update_worker)
+        elif which == "update_job":
+            u = msg.update_job
+            self.job_updates.append((u.job_id, agent.JobStatus.Name(u.status), u.error))
+            if (job := self.jobs.get(u.job_id)) is not None:
+                job.state.status = u.status
+                job.state.error = u.error
+                job.state.updated_at = time.time_ns()
+        elif which == "ping":
+            pong = agent.WorkerPong(last_timestamp=msg.ping.timestamp, timestamp=_now_ms())
+            await worker.send(agent.ServerMessage(pong=pong))
+        elif which == "migrate_job":
+            worker.migrated_jobs.extend(msg.migrate_job.job_ids)
+        # simulate_job is a LiveKit Cloud feature; ignored like an old server would
+
+    async def dispatch_job(
+        self,
+        room_name: str,
+        *,
+        participant_identity: str | None = None,
+        agent_name: str = "",
+        timeout: float = 10.0,
+    ) -> str:
+        """Offer a JT_ROOM job for room_name to the matching registered workers (same agent_name),
+        one after the other, like the server's dispatcher; assign it to the first that answers
+        available=True and return the job id. participant_identity fills Job.participant.
+
+        Raises LookupError if no worker matches, RuntimeError if every worker declined, and
+        TimeoutError if a worker does not answer within timeout.
+        """
+        candidates = [
+            w
+            for w in self.workers
+            if w.connected and w.agent_name == agent_name and w.request.type == agent.JT_ROOM
+        ]
+        if not candidates:
+            raise LookupError(f"no registered JT_ROOM worker with agent_name={agent_name!r}")
+
+        job = agent.Job(
+            id=_new_id("AJ_"),
+            dispatch_id=_new_id("AD_"),
+            type=agent.JT_ROOM,
+            room=self._get_or_create_room(room_name),
+            agent_name=agent_name,
+            state=agent.JobState(status=agent.JS_PENDING, updated_at=time.time_ns()),
+        )
+        if participant_identity is not None:
+            job.participant.CopyFrom(
+                models.ParticipantInfo(sid=_new_id("PA_"), identity=participant_identity)
+            )
+
+        for worker in candidates:
+            fut = asyncio.get_running_loop().create_future()
+            self._pending_availability[job.id] = fut
+            try:
+                await worker.send(
+                    agent.ServerMessage(availability=agent.AvailabilityRequest(job=job))
+                )
+                async with asyncio.timeout(timeout):
+                    answer = await fut
+            finally:
+                self._pending_availability.pop(job.id, None)
+            if not answer.available:
+                continue
+
+            job.state.worker_id = worker.worker_id
+            job.state.participant_identity = answer.participant_identity or f"agent-{job.id}"
+            job.state.started_at = time.time_ns()
+            self.jobs[job.id] = job
+            assignment = agent.JobAssignment(
+                job=job, url=self.ws_url, token=self._agent_token(job, worker, answer)
+            )
+            await worker.send(agent.ServerMessage(assignment=assignment))
+            return job.id
+
+        raise RuntimeError(f"every worker declined job {job.id} for room {room_name!r}")
+
+    async def terminate_job(self, job_id: str) -> None:
+        """Ask the worker running job_id to end it (ServerMessage.termination)."""
+        job = self.jobs[job_id]
+        worker = next(w for w in self.workers if w.worker_id == job.state.worker_id)
+        await worker.send(agent.ServerMessage(termination=agent.JobTermination(job_id=job_id)))
+
+    def _agent_token(
+        self, job: agent.Job, worker: RegisteredWorker, answer: agent.AvailabilityResponse
+    ) -> str:
+        """Room-join token for the agent participant, built from the worker's answer and its
+        registered permissions, as the real server does for an assignment."""
+        perms = worker.permissions
+        token = (
+            api.AccessToken(self.api_key, self.api_secret)
+            .with_identity(job.state.participant_identity)
+            .with_name(answer.participant_name)
+            .with_metadata(answer.participant_metadata)
+            .with_attributes(dict(answer.participant_attributes))
+            .with_kind("agent")
+            .with_grants(
+                api.VideoGrants(
+                    room_join=True,
+                    room=job.room.name,
+                    agent=True,
+                    can_publish=perms.can_publish,
+                    can_subscribe=perms.can_subscribe,
+                    can_publish_data=perms.can_publish_data,
+                    can_update_own_metadata=perms.can_update_metadata,
+                    hidden=perms.hidden,
+                )
+            )
+        )
+        return token.to_jwt()
+
+    # ----------------------------------------------------------------- Room service (Twirp)
+
+    def _get_or_create_room(
+        self, name: str, req: room.CreateRoomRequest | None = None
+    ) -> models.Room:
+        if name not in self.rooms:
+            now = time.time()
+            self.rooms[name] = models.Room(
+                sid=_new_id("RM_"),
+                name=name,
+                empty_timeout=req.empty_timeout if req and req.empty_timeout else 300,
+                departure_timeout=req.departure_timeout if req and req.departure_timeout else 20,
+                max_participants=req.max_participants if req else 0,
+                metadata=req.metadata if req else "",
+                creation_time=int(now),
+                creation_time_ms=int(now * 1000),
+            )
+        return self.rooms[name]
+
+    async def _handle_room_service(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        handlers: dict[str, tuple[type[Message], Callable[[Any, api.Claims | None], Message]]] = {
+            "CreateRoom": (room.CreateRoomRequest, self._create_room),
+            "ListRooms": (room.ListRoomsRequest, self._list_rooms),
+            "DeleteRoom": (room.DeleteRoomRequest, self._delete_room),
+            "ListParticipants": (room.ListParticipantsRequest, self._list_participants),
+        }
+        if method not in handlers:
+            return _twirp_error(404, "bad_route", f"no handler for path {request.path}")
+        req_cls, handler = handlers[method]
+
+        is_json = request.content_type == "application/json"
+        body = await request.read()
+        try:
+            req = req_cls()
+            if is_json:
+                json_format.Parse(body or b"{}", req, ignore_unknown_fields=True)
+            else:
+                req.ParseFromString(body)
+        except (DecodeError, json_format.ParseError) as e:
+            return _twirp_error(400, "malformed", f"could not decode request: {e}")
+
+        try:
+            resp = handler(req, self._claims(request))
+        except _AuthError as e:
+            await self._record_auth_failure(request, str(e))
+            return _twirp_error(401, "unauthenticated", str(e))
+        except LookupError as e:
+            return _twirp_error(404, "not_found", str(e.args[0]))
+
+        if is_json:
+            text = json_format.MessageToJson(resp, preserving_proto_field_name=True)
+            return web.Response(text=text, content_type="application/json")
+        return web.Response(body=resp.SerializeToString(), content_type="application/protobuf")
+
+    # grants per method, as pkg/service/roomservice.go checks them (EnsureCreate/List/Admin)
+    @staticmethod
+    def _require(claims: api.Claims | None, check: Callable[[api.VideoGrants], bool]) -> None:
+        if claims is None or not check(claims.video):
+            raise _AuthError("permissions denied")
+
+    def _create_room(self, req: room.CreateRoomRequest, claims: api.Claims | None) -> Message:
+        self._require(claims, lambda v: bool(v.room_create))
+        return self._get_or_create_room(req.name, req)  # idempotent, like the real server
+
+    def _list_rooms(self, req: room.ListRoomsRequest, claims: api.Claims | None) -> Message:
+        self._require(claims, lambda v: bool(v.room_list))
+        names = set(req.names)
+        rooms = [r for n, r in self.rooms.items() if not names or n in names]
+        return room.ListRoomsResponse(rooms=rooms)
+
+    def _delete_room(self, req: room.DeleteRoomRequest, claims: api.Claims | None) -> Message:
+        self._require(claims, lambda v: bool(v.room_create))  # sic: delete needs roomCreate
+        if self.rooms.pop(req.room, None) is None:
+            raise LookupError("room not found")
+        return room.DeleteRoomResponse()
+
+    def _list_participants(
+        self, req: room.ListParticipantsRequest, claims: api.Claims | None
+    ) -> Message:
+        self._require(claims, lambda v: bool(v.room_admin) and v.room == req.room)
+        # nobody can join (no /rtc), so every room is empty
+        return room.ListParticipantsResponse()
+
+    # ----------------------------------------------------------------- /rtc (not implemented)
+
+    async def _handle_rtc(self, request: web.Request) -> web.Response:
+        self.rtc_requests.append(request.path)
+        await self._notify()
+        return web.Response(status=501, text=RTC_NOT_IMPLEMENTED)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _twirp_error(status: int, code: str, msg: str) -> web.Response:
+    return web.json_response({"code": code, "msg": msg}, status=status)

@@ -1,0 +1,145 @@
+"""Local mode end to end on the real recordings: the Transcriber in an AgentSession."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks.scoring import corpus_wer, normalise
+from stt_agent import TranscriptFeed, Utterance, transcribe, transcribe_file
+from stt_agent.audio import FileSource
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS_WER_LIMIT = 0.08
+
+
+def _cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "ASSEMBLYAI_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "stt_agent", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def corpus_results(speech_dir, reference_texts, local_stt):
+    """Every clip transcribed once (as fast as possible), shared by the accuracy tests."""
+
+    async def run_all() -> dict[str, list[Utterance]]:
+        return {
+            name: await transcribe_file(speech_dir / name, stt=local_stt)
+            for name in reference_texts
+        }
+
+    return asyncio.run(run_all())
+
+
+def test_jfk_says_ask_not(corpus_results):
+    text = normalise(" ".join(u.text for u in corpus_results["jfk_inaugural_1961.wav"]))
+    assert "ask not what your country can do for you" in text
+
+
+def test_corpus_wer_is_within_limit(corpus_results, reference_texts):
+    names = list(reference_texts)
+    hyps = [" ".join(u.text for u in corpus_results[n]) for n in names]
+    wer = corpus_wer([reference_texts[n] for n in names], hyps)
+    print(f"corpus WER {wer:.3%} over {len(names)} clips")
+    assert wer <= CORPUS_WER_LIMIT
+
+
+def test_utterances_are_timed_in_audio_seconds(corpus_results):
+    utterances = corpus_results["jfk_inaugural_1961.wav"]
+    assert len(utterances) >= 2  # the passage has pauses: more than one turn
+    for u in utterances:
+        assert u.final and u.participant == "local"
+        assert u.source and u.source.endswith("jfk_inaugural_1961.wav")
+        assert 0.0 <= u.start < u.end <= 11.5
+        assert u.latency_s is not None and u.latency_s >= 0
+    starts = [u.start for u in utterances]
+    assert starts == sorted(starts)
+
+
+async def test_realtime_stream_has_interims_at_least_once_a_second(speech_dir, local_stt):
+    """While someone speaks, interim text arrives at least once a second, then the final."""
+    feed = TranscriptFeed()
+    events: list[tuple[float, Utterance]] = []
+    loop = asyncio.get_running_loop()
+    feed.subscribe(lambda e: events.append((loop.time(), e)) if isinstance(e, Utterance) else None)
+    clip = speech_dir / "librispeech_dev_1272-141231-0002.wav"  # 13 s of continuous reading
+    finals = await transcribe(FileSource(clip, realtime=True), stt=local_stt, feed=feed)
+    assert finals
+    interims = [(t, u) for t, u in events if not u.final]
+    assert len(interims) >= 5, [u.text for _, u in interims]
+    first_final_at = next(t for t, u in events if u.final)
+    during = [t for t, u in interims if t < first_final_at]
+    gaps = np.diff(during)
+    assert gaps.max() <= 1.0, f"longest gap between interims {gaps.max():.2f} s"
+    # the final replaces the interim, and the interim was on its way to the same words
+    assert feed.interim is None
+    assert set(normalise(interims[-1][1].text).split()) & set(normalise(finals[0].text).split())
+
+
+async def test_numpy_array_source(speech_dir, local_stt):
+    import wave
+
+    with wave.open(str(speech_dir / "cmu_goforward.wav")) as w:
+        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
+    # at 8 kHz, as float: resampled and converted on the way in
+    floats = pcm[::2].astype(np.float32) / 32768.0
+    finals = await transcribe(floats, sample_rate=8000, stt=local_stt)
+    assert "go forward" in normalise(" ".join(u.text for u in finals))
+
+
+def test_cli_transcribes_and_reports_bad_files(tmp_path, jfk):
+    bad = tmp_path / "notes.wav"
+    bad.write_text("this is not audio")
+    result = _cli("transcribe", str(jfk), str(tmp_path / "missing.mp3"), str(bad))
+    assert result.returncode == 2
+    # one line per utterance, "[start → end] text": the words, without the times
+    words = " ".join(line.split("] ", 1)[1] for line in result.stdout.splitlines())
+    assert "ask not what your country can do for you" in normalise(words)
+    errors = result.stderr.strip().splitlines()
+    problem_lines = [line for line in errors if line.startswith("stt-agent:")]
+    assert len(problem_lines) == 2, result.stderr
+    assert any("missing.mp3" in line and "no such file" in line for line in problem_lines)
+    assert any(
+        "notes.wav" in line and "not a readable audio file" in line for line in problem_lines
+    )
+    assert "Traceback" not in result.stderr
+    assert "Deprecat" not in result.stderr
+
+
+def test_cli_json_lines(jfk):
+    result = _cli("transcribe", "--json", str(jfk))
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert records
+    for r in records:
+        assert {"file", "text", "start", "end", "latency_ms"} <= r.keys()
+        assert r["file"].endswith("jfk_inaugural_1961.wav")
+        assert r["start"] < r["end"]
+
+
+def test_cli_help_lists_the_livekit_commands():
+    result = _cli("--help")
+    assert result.returncode == 0
+    for command in ("dev", "start", "console", "connect", "download-files", "transcribe", "check"):
+        assert command in result.stdout
+
+
+def test_livekit_dev_command_reaches_livekits_cli():
+    """`dev --help` is answered by LiveKit's own CLI, as in the tutorial's `stt_agent.py dev`."""
+    result = _cli("dev", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "--url" in result.stdout and "--api-key" in result.stdout
