@@ -9,10 +9,22 @@ from .audio import ArraySource, AudioSource, AudioSourceError, FileSource
 from .config import Secret, Settings, load_settings
 from .engines import LocalSTT, make_stt
 from .feed import MetricsEvent, TranscriptFeed, Utterance
-from .handlers import TurnHandlers
+from .handlers import TurnHandlers, append_jsonl, keyword_alert, redact, words_per_minute
 from .local import transcribe, transcribe_file
+from .runtime import AgentHandle, AgentStatus, start_agent, start_local
+from .widgets import StatusView, TranscriptView
 
 __all__ = [
+    "AgentHandle",
+    "AgentStatus",
+    "StatusView",
+    "TranscriptView",
+    "append_jsonl",
+    "keyword_alert",
+    "redact",
+    "start_agent",
+    "start_local",
+    "words_per_minute",
     "ArraySource",
     "AudioSource",
     "AudioSourceError",

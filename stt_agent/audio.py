@@ -68,6 +68,8 @@ class AudioInfo:
     sample_rate: int
     channels: int
     duration_s: float | None
+    # What a WAV header promises; FFmpeg clamps its own duration to the bytes actually there.
+    header_duration_s: float | None = None
 
 
 def probe(path: str | os.PathLike[str]) -> AudioInfo:
@@ -96,11 +98,36 @@ def probe(path: str | os.PathLike[str]) -> AudioInfo:
                 sample_rate=stream.codec_context.sample_rate,
                 channels=stream.codec_context.channels,
                 duration_s=duration,
+                header_duration_s=_wav_header_duration(p),
             )
     except AudioSourceError:
         raise
     except av.FFmpegError as e:
         raise AudioSourceError(name, f"not a readable audio file ({_ffmpeg_reason(e)})") from None
+
+
+def _wav_header_duration(path: Path) -> float | None:
+    """Seconds of audio the RIFF `data` chunk declares, or None when unknown or unreadable."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(1 << 16)
+    except OSError:
+        return None
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return None  # RF64/BW64 and friends: leave it to FFmpeg
+    byte_rate = 0
+    pos = 12
+    while pos + 8 <= len(head):
+        chunk, size = head[pos : pos + 4], int.from_bytes(head[pos + 4 : pos + 8], "little")
+        if chunk == b"fmt " and pos + 20 <= len(head):
+            byte_rate = int.from_bytes(head[pos + 16 : pos + 20], "little")
+        elif chunk == b"data":
+            # 0 and 0xFFFFFFFF are what streaming writers put there when the size is unknown.
+            if not byte_rate or size in (0, 0xFFFFFFFF):
+                return None
+            return size / byte_rate
+        pos += 8 + size + (size & 1)
+    return None
 
 
 def _ffmpeg_reason(e: av.FFmpegError) -> str:
@@ -132,7 +159,8 @@ def _decode_pcm(path: Path, info: AudioInfo) -> Iterator[np.ndarray]:
                 pending.append(out.to_ndarray().reshape(-1))
     except av.FFmpegError as e:
         raise AudioSourceError(
-            str(path), f"decoding failed after {decoded_n / SAMPLE_RATE:.1f} s ({_ffmpeg_reason(e)})"
+            str(path),
+            f"decoding failed after {decoded_n / SAMPLE_RATE:.1f} s ({_ffmpeg_reason(e)})",
         ) from None
     if pending:
         chunk = np.concatenate(pending)
@@ -141,10 +169,11 @@ def _decode_pcm(path: Path, info: AudioInfo) -> Iterator[np.ndarray]:
     if decoded_n == 0:
         raise AudioSourceError(str(path), "contains no audio samples")
     # A cut-off download or copy decodes "successfully" but shorter than its header says.
-    if info.duration_s and decoded_n / SAMPLE_RATE < info.duration_s * 0.98 - 0.1:
+    promised = max(info.duration_s or 0.0, info.header_duration_s or 0.0)
+    if promised and decoded_n / SAMPLE_RATE < promised * 0.98 - 0.1:
         raise AudioSourceError(
             str(path),
-            f"the file is truncated: its header promises {info.duration_s:.1f} s "
+            f"the file is truncated: its header promises {promised:.1f} s "
             f"but only {decoded_n / SAMPLE_RATE:.1f} s of audio is there",
         )
 
@@ -189,13 +218,17 @@ class _PacedSource:
 
     async def frames(self) -> AsyncIterator[rtc.AudioFrame]:
         carry = np.zeros(0, dtype=np.int16)
-        silence = np.zeros(int(self.trailing_silence_s * SAMPLE_RATE), dtype=np.int16)
+        silence_n = int(self.trailing_silence_s * SAMPLE_RATE)
 
         async def all_chunks() -> AsyncIterator[np.ndarray]:
+            n = 0
             async for chunk in self._chunks():
+                n += chunk.size
                 yield chunk
-            if silence.size:
-                yield silence
+            # Pad to a whole frame so the last one is paced like every other.
+            tail = silence_n + (-(n + silence_n)) % _FRAME_SAMPLES
+            if tail:
+                yield np.zeros(tail, dtype=np.int16)
 
         async for chunk in all_chunks():
             frames, carry = _to_frames(chunk, carry)
@@ -210,11 +243,6 @@ class _PacedSource:
                         await asyncio.sleep(delay)
                 self.samples_sent += frame.samples_per_channel
                 yield frame
-        if carry.size:
-            padded = np.concatenate([carry, np.zeros(_FRAME_SAMPLES - carry.size, np.int16)])
-            frames, _ = _to_frames(padded, np.zeros(0, np.int16))
-            self.samples_sent += _FRAME_SAMPLES
-            yield frames[0]
         self.finished = True
 
 
@@ -274,17 +302,18 @@ class ArraySource(_PacedSource):
 def _array_to_pcm16(samples: np.ndarray, sample_rate: int, name: str) -> np.ndarray:
     if samples.size == 0:
         raise AudioSourceError(name, "the array is empty")
-    if samples.ndim == 2:
-        # (n, channels) is the soundfile/PyAV-planar-transposed convention; accept both.
-        samples = samples.mean(axis=1 if samples.shape[0] >= samples.shape[1] else 0)
-    elif samples.ndim != 1:
+    if samples.ndim not in (1, 2):
         raise AudioSourceError(name, f"expected a 1-D or 2-D array, got shape {samples.shape}")
+    # Scale before mixing down: the mean of int16 channels is float and would pass as [-1, 1].
     if np.issubdtype(samples.dtype, np.floating):
         floats = np.clip(samples.astype(np.float32), -1.0, 1.0)
     elif samples.dtype == np.int16:
         floats = samples.astype(np.float32) / 32768.0
     else:
         raise AudioSourceError(name, f"expected float or int16 samples, got {samples.dtype}")
+    if floats.ndim == 2:
+        # (n, channels) is the soundfile/PyAV-planar-transposed convention; accept both.
+        floats = floats.mean(axis=1 if floats.shape[0] >= floats.shape[1] else 0)
     if sample_rate != SAMPLE_RATE:
         floats = _resample(floats, sample_rate)
     return (floats * 32767.0).astype(np.int16)
@@ -336,7 +365,12 @@ class SourceAudioInput(io.AudioInput):
         except StopAsyncIteration:
             self.finished.set()
             raise
-        except BaseException as e:
+        except asyncio.CancelledError:
+            # The session is closing or swapping inputs: not the source's fault, and swallowing
+            # the cancellation would break the task that reads us.
+            self.finished.set()
+            raise
+        except Exception as e:
             self.error = e
             self.finished.set()
             raise StopAsyncIteration from None

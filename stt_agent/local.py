@@ -26,6 +26,7 @@ __all__ = ["LocalRun", "transcribe", "transcribe_file"]
 # the last of the audio reached it.
 _CLOUD_QUIET_S = 2.0
 _DRAIN_TIMEOUT_S = 30.0
+_STOP_DRAIN_S = 2.0
 
 
 @dataclass
@@ -37,6 +38,11 @@ class LocalRun:
     feed: TranscriptFeed
     handlers: TurnHandlers = field(default_factory=TurnHandlers)
     agent: Transcriber | None = None
+    _stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def request_stop(self) -> None:
+        """Stop reading the source; utterances already heard are still finalised (bounded)."""
+        self._stop_requested.set()
 
     async def run(self, *, started: asyncio.Event | None = None) -> list[Utterance]:
         """Transcribe the whole source; returns this run's final utterances in order."""
@@ -61,9 +67,14 @@ class LocalRun:
             await session.start(agent=self.agent, record=False)
             if started is not None:
                 started.set()
-            await audio_input.finished.wait()
+            finished = asyncio.ensure_future(audio_input.finished.wait())
+            stop = asyncio.ensure_future(self._stop_requested.wait())
+            await asyncio.wait({finished, stop}, return_when=asyncio.FIRST_COMPLETED)
+            finished.cancel()
+            stop.cancel()
             if audio_input.error is None:
-                await self._drain(self.agent)
+                timeout = _STOP_DRAIN_S if self._stop_requested.is_set() else _DRAIN_TIMEOUT_S
+                await self._drain(self.agent, timeout)
         finally:
             await session.aclose()
             unsubscribe()
@@ -71,9 +82,9 @@ class LocalRun:
             raise audio_input.error
         return finals
 
-    async def _drain(self, agent: Transcriber) -> None:
+    async def _drain(self, agent: Transcriber, timeout: float) -> None:
         """Wait until the last utterance of the source has gone through the handlers."""
-        deadline = time.monotonic() + _DRAIN_TIMEOUT_S
+        deadline = time.monotonic() + timeout
         finals_before = self._finals_at_start
         sent = getattr(self.source, "samples_sent", None)
 

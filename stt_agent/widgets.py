@@ -1,0 +1,206 @@
+"""ipywidgets views of the live transcript and of the agent's status.
+
+Views subscribe to a `TranscriptFeed` or an `AgentHandle`, whose callbacks always run on the
+kernel's event loop, so widgets are only ever touched from there. The DOM stays bounded: the
+transcript shows the last `max_rows` utterances (the feed keeps more), and interim text is
+rendered at most `interim_hz` times a second, which keeps an hour of speech responsive.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+import time
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as widgets
+
+from .feed import FeedEvent, TranscriptFeed, Utterance
+
+if TYPE_CHECKING:
+    from .runtime import AgentHandle, AgentStatus
+
+__all__ = ["StatusView", "TranscriptView"]
+
+# column-reverse keeps the scroll position pinned to the newest row with no JavaScript.
+_LIST_STYLE = (
+    "display:flex;flex-direction:column-reverse;overflow-y:auto;max-height:{height}px;"
+    "font-family:var(--jp-content-font-family,sans-serif);font-size:13px;line-height:1.45"
+)
+_STATE_COLOURS = {
+    "starting": "#b08800",
+    "registered": "#1a7f37",
+    "in_job": "#0969da",
+    "running": "#0969da",
+    "finished": "#57606a",
+    "stopped": "#57606a",
+    "error": "#cf222e",
+}
+
+
+def _row(u: Utterance) -> str:
+    when = datetime.fromtimestamp(u.received_at).strftime("%H:%M:%S")
+    bits = [f"<span style='color:#57606a'>{when}</span>"]
+    if u.participant:
+        bits.append(f"<b>{html.escape(u.participant)}</b>")
+    if u.start is not None and u.end is not None:
+        bits.append(f"<span style='color:#57606a'>{u.start:.1f}–{u.end:.1f} s</span>")
+    if u.latency_s is not None:
+        bits.append(f"<span style='color:#57606a'>{u.latency_s * 1000:.0f} ms</span>")
+    text = html.escape(u.text)
+    if u.original_text is not None:
+        text += f" <span style='color:#8c959f' title='original'>(was: {html.escape(u.original_text)})</span>"
+    notes = "".join(
+        f" <code style='background:#ddf4ff'>{html.escape(str(k))}: {html.escape(str(v))}</code>"
+        for k, v in u.annotations.items()
+    )
+    errors = "".join(
+        f" <code style='background:#ffebe9;color:#cf222e'>⚠ {html.escape(e[:120])}</code>"
+        for e in u.handler_errors
+    )
+    return f"<div class='stt-row'>{' · '.join(bits)}<br>{text}{notes}{errors}</div>"
+
+
+class TranscriptView(widgets.VBox):
+    """Live transcript: a line of interim text, then final utterances, newest at the bottom."""
+
+    def __init__(
+        self,
+        feed: TranscriptFeed,
+        *,
+        max_rows: int = 200,
+        height: int = 320,
+        interim_hz: float = 10.0,
+    ) -> None:
+        self.feed = feed
+        self.max_rows = max_rows
+        self._height = height
+        self._min_interim_gap = 1.0 / interim_hz
+        self._last_interim_render = 0.0
+        self._rows: list[str] = []
+        self.render_thread_ids: set[int] = set()  # lets tests prove the loop-only rule
+        self._list = widgets.HTML(layout=widgets.Layout(width="100%"))
+        self._interim = widgets.HTML(layout=widgets.Layout(width="100%", min_height="1.6em"))
+        self._summary = widgets.HTML()
+        super().__init__([self._summary, self._list, self._interim])
+        self.add_class("stt-transcript-view")
+        for u in list(feed.utterances)[-max_rows:]:
+            self._rows.append(_row(u))
+        self._render_list()
+        self._render_interim(feed.interim)
+        self._unsubscribe = feed.subscribe(self._on_event)
+
+    @property
+    def text(self) -> str:
+        """The finals shown, as plain text (handy in tests and exercises)."""
+        return "\n".join(u.text for u in list(self.feed.utterances)[-self.max_rows :])
+
+    def _on_event(self, event: FeedEvent) -> None:
+        self.render_thread_ids.add(threading.get_ident())
+        if not isinstance(event, Utterance):
+            return
+        if event.final:
+            self._rows.append(_row(event))
+            del self._rows[: -self.max_rows]
+            self._render_list()
+            self._render_interim(None)
+        else:
+            now = time.monotonic()
+            if now - self._last_interim_render >= self._min_interim_gap:
+                self._last_interim_render = now
+                self._render_interim(event)
+
+    def _render_list(self) -> None:
+        rows = "".join(reversed(self._rows))  # column-reverse: the first child is the newest
+        style = _LIST_STYLE.format(height=self._height)
+        empty = "<div style='color:#8c959f'>Waiting for speech…</div>" if not rows else ""
+        self._list.value = f"<div class='stt-list' style='{style}'>{rows}{empty}</div>"
+        counts = self.feed.counts
+        self._summary.value = (
+            f"<span style='color:#57606a;font-size:12px'>{counts['final']} utterances · "
+            f"showing the last {min(len(self._rows), self.max_rows)}</span>"
+        )
+
+    def _render_interim(self, u: Utterance | None) -> None:
+        text = "" if u is None else html.escape(u.text)
+        self._interim.value = (
+            f"<div class='stt-interim' style='color:#57606a;font-style:italic'>{text}</div>"
+        )
+
+    def close(self) -> None:
+        self._unsubscribe()
+        super().close()
+
+
+class StatusView(widgets.VBox):
+    """Agent status at a glance: state, worker id, room, participants, counts, last error,
+    and the worker's log in a collapsible panel."""
+
+    def __init__(self, handle: AgentHandle, *, log_lines: int = 50) -> None:
+        self.handle = handle
+        self._log_lines = log_lines
+        self._badge = widgets.HTML()
+        self._log = widgets.HTML()
+        self._log_box = widgets.Accordion(children=[self._log], titles=("Worker log",))
+        self._log_box.selected_index = None
+        super().__init__([self._badge, self._log_box])
+        self.add_class("stt-status-view")
+        self._unsubscribe_status = handle.on_status(lambda _: self.refresh())
+        self._unsubscribe_feed = handle.feed.subscribe(self._on_feed)
+        self._last_refresh = 0.0
+        self.refresh()
+
+    def _on_feed(self, event: FeedEvent) -> None:
+        # Counts change with every utterance; re-render at most a few times a second.
+        if time.monotonic() - self._last_refresh > 0.25 or (
+            isinstance(event, Utterance) and event.final
+        ):
+            self.refresh()
+
+    def refresh(self) -> None:
+        self._last_refresh = time.monotonic()
+        status: AgentStatus = self.handle.status
+        colour = _STATE_COLOURS.get(status.state, "#57606a")
+        rows: list[tuple[str, Any]] = [("mode", self.handle.mode)]
+        if status.worker_id:
+            rows.append(("worker", status.worker_id))
+        if status.room:
+            rows.append(("room", status.room))
+        if status.participants:
+            rows.append(("participants", ", ".join(status.participants)))
+        counts = self.handle.feed.counts
+        rows.append(("utterances", f"{counts['final']} final, {counts['interim']} interim"))
+        names = self.handle.turn_handlers
+        rows.append(("turn handlers", ", ".join(names) if names else "none"))
+        handler_errors = self.handle.handlers.error_count
+        if handler_errors:
+            rows.append(("handler errors", handler_errors))
+        if status.detail and not status.error:
+            rows.append(("", status.detail))
+        table = "".join(
+            f"<tr><td style='color:#57606a;padding-right:12px'>{html.escape(str(k))}</td>"
+            f"<td>{html.escape(str(v))}</td></tr>"
+            for k, v in rows
+        )
+        error = (
+            f"<div style='color:#cf222e;margin-top:4px'>⚠ {html.escape(status.error)}</div>"
+            if status.error
+            else ""
+        )
+        self._badge.value = (
+            f"<div class='stt-status' data-state='{status.state}'>"
+            f"<span style='background:{colour};color:white;border-radius:10px;padding:1px 9px'>"
+            f"{status.state}</span><table style='margin-top:4px'>{table}</table>{error}</div>"
+        )
+        lines = list(self.handle.logs)[-self._log_lines :]
+        self._log.value = (
+            "<pre style='font-size:11px;max-height:200px;overflow:auto'>"
+            + html.escape("\n".join(lines) or "(no worker log yet)")
+            + "</pre>"
+        )
+
+    def close(self) -> None:
+        self._unsubscribe_status()
+        self._unsubscribe_feed()
+        super().close()

@@ -1,0 +1,193 @@
+"""The agent in the background of a running loop (local mode): feed, handlers, lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import stt_agent
+from benchmarks.scoring import corpus_wer
+from stt_agent import TranscriptFeed, TranscriptView, Utterance
+
+
+def _finals(feed: TranscriptFeed) -> list[Utterance]:
+    return list(feed.utterances)
+
+
+async def test_start_local_returns_at_once_and_delivers_every_utterance(
+    jfk, local_stt, reference_texts
+):
+    started = time.perf_counter()
+    handle = await stt_agent.start_local(jfk, realtime=False, stt=local_stt)
+    assert time.perf_counter() - started < 0.5  # the cell is not blocked
+    assert handle.status.state == "starting"
+    await handle.wait_ready(timeout=10)
+    result = await asyncio.wait_for(handle.done(), 60)
+    assert handle.status.state == "finished"
+    assert result == _finals(handle.feed)
+    assert len(result) >= 3
+    wer = corpus_wer([reference_texts[jfk.name]], [" ".join(u.text for u in result)])
+    assert wer <= 0.1
+    await handle.stop()
+    assert handle.status.state == "stopped"
+
+
+async def test_handler_swapped_mid_stream_applies_from_the_next_utterance(jfk, local_stt):
+    handle = await stt_agent.start_local(jfk, realtime=False, stt=local_stt)
+    handle.on_turn(lambda u: {"version": "A"}, name="tag")
+
+    def swap_after_first(event: object) -> None:
+        if isinstance(event, Utterance) and event.final and handle.feed.counts["final"] == 1:
+            handle.on_turn(lambda u: {"version": "B"}, name="tag")
+
+    handle.feed.subscribe(swap_after_first)
+    result = await asyncio.wait_for(handle.done(), 60)
+    versions = [u.annotations.get("version") for u in result]
+    assert versions[0] == "A"
+    assert versions[1:] and set(versions[1:]) == {"B"}
+    assert handle.turn_handlers == ["tag"]
+    handle.remove_turn_handler("tag")
+    assert handle.turn_handlers == []
+    await handle.stop()
+
+
+async def test_raising_handler_loses_no_utterance(jfk, local_stt):
+    handle = await stt_agent.start_local(jfk, realtime=False, stt=local_stt)
+
+    @handle.on_turn
+    def broken(u: Utterance) -> None:
+        raise ValueError("oops")
+
+    @handle.on_turn
+    def upper(u: Utterance) -> str:
+        return u.text.upper()
+
+    result = await asyncio.wait_for(handle.done(), 60)
+    assert len(result) >= 3
+    for u in result:
+        assert u.handler_errors == ["broken: ValueError: oops"]
+        assert u.text == u.original_text.upper()  # the next handler still ran
+    assert handle.handlers.stats["broken"].errors == len(result)
+    await handle.stop()
+
+
+async def test_slow_handlers_are_timed_out(jfk, local_stt):
+    handle = await stt_agent.start_local(jfk, realtime=False, stt=local_stt)
+    handle.handlers.timeout_s = 0.3
+
+    @handle.on_turn
+    async def sleepy(u: Utterance) -> None:
+        await asyncio.sleep(30)
+
+    @handle.on_turn
+    def blocking(u: Utterance) -> None:
+        time.sleep(1.0)  # runs on a worker thread: cannot freeze the loop
+
+    started = time.perf_counter()
+    result = await asyncio.wait_for(handle.done(), 60)
+    assert len(result) >= 3
+    for u in result:
+        assert u.handler_errors == [
+            "sleepy: timed out after 0.3 s",
+            "blocking: timed out after 0.3 s",
+        ]
+    # 30 s sleeps were not waited for
+    assert time.perf_counter() - started < 20
+    assert handle.handlers.stats["sleepy"].timeouts == len(result)
+    await handle.stop()
+
+
+async def test_loop_stays_responsive_while_transcribing_in_real_time(speech_dir, local_stt):
+    clip = speech_dir / "librispeech_dev_2412-153948-0000.wav"  # 11.7 s
+    lags: list[float] = []
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        loop = asyncio.get_running_loop()
+        while not stop.is_set():
+            before = loop.time()
+            await asyncio.sleep(0.01)
+            lags.append(loop.time() - before - 0.01)
+
+    tick = asyncio.create_task(ticker())
+    handle = await stt_agent.start_local(clip, realtime=True, stt=local_stt)
+    result = await asyncio.wait_for(handle.done(), 60)
+    stop.set()
+    await tick
+    await handle.stop()
+    assert result
+    p99 = float(np.percentile(lags, 99)) * 1000
+    print(
+        f"event-loop lag over {len(lags)} ticks: p50 {np.median(lags) * 1000:.1f} ms, p99 {p99:.1f} ms"
+    )
+    assert p99 < 50
+
+
+async def test_five_start_stop_cycles_leave_nothing_behind(jfk, local_stt):
+    async def cycle() -> None:
+        handle = await stt_agent.start_local(jfk, realtime=True, stt=local_stt)
+        await handle.wait_ready(timeout=10)
+        await asyncio.sleep(0.7)
+        started = time.perf_counter()
+        await handle.stop()
+        assert time.perf_counter() - started < 5
+        assert handle.status.state == "stopped"
+
+    await cycle()  # warm-up: lazily created pools (model, VAD, handler threads) exist now
+    await asyncio.sleep(0.2)
+    threads_before = {t.ident for t in threading.enumerate()}
+    tasks_before = asyncio.all_tasks()
+    for _ in range(5):
+        await cycle()
+    await asyncio.sleep(0.5)
+    leftover_threads = [t for t in threading.enumerate() if t.ident not in threads_before]
+    leftover_tasks = [t for t in asyncio.all_tasks() - tasks_before if not t.done()]
+    assert not leftover_threads, leftover_threads
+    assert not leftover_tasks, leftover_tasks
+
+
+async def test_starting_again_stops_the_previous_agent(jfk, local_stt):
+    first = await stt_agent.start_local(jfk, realtime=True, stt=local_stt)
+    await first.wait_ready(timeout=10)
+    second = await stt_agent.start_local(jfk, realtime=True, stt=local_stt)
+    assert first.status.state == "stopped"
+    await second.stop()
+
+
+async def test_events_from_other_threads_reach_widgets_only_via_the_loop():
+    feed = TranscriptFeed()
+    feed.bind()
+    view = TranscriptView(feed)
+    main_thread = threading.get_ident()
+
+    def produce() -> None:
+        feed.publish(Utterance(text="from a job thread", final=True))
+        # nothing has been rendered yet: the event waits for the kernel loop
+        assert "from a job thread" not in view._list.value
+
+    worker = threading.Thread(target=produce)
+    worker.start()
+    worker.join()
+    await asyncio.sleep(0.05)
+    assert "from a job thread" in view._list.value
+    assert view.render_thread_ids == {main_thread}
+
+
+async def test_transcript_view_is_bounded(local_stt):
+    feed = TranscriptFeed(history=1000)
+    feed.bind()
+    view = TranscriptView(feed, max_rows=50)
+    for i in range(400):
+        feed.publish(Utterance(text=f"utterance {i}", final=True))
+    assert view._list.value.count("class='stt-row'") == 50
+    assert "utterance 399" in view._list.value and "utterance 349" not in view._list.value
+    assert len(feed.utterances) == 400
+
+
+def test_start_local_rejects_what_is_not_audio():
+    with pytest.raises(TypeError, match="cannot use dict as audio"):
+        asyncio.run(stt_agent.start_local({"not": "audio"}))

@@ -1,0 +1,119 @@
+"""Room mode against the LiveKit agent-worker stand-in on 127.0.0.1.
+
+The WebRTC media path is LiveKit's and is not faked: a job's room connection fails against
+the stand-in, which is exactly what lets us check that a failed job shows up as an error
+while the worker stays registered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+import stt_agent
+from stt_agent.config import Secret, Settings
+from tests.standins.livekit_server import LiveKitStandIn
+
+
+@pytest.fixture(autouse=True)
+def _keep_environment() -> Iterator[None]:
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture
+async def lk() -> AsyncIterator[LiveKitStandIn]:
+    async with LiveKitStandIn() as standin:
+        yield standin
+
+
+def _settings(lk: LiveKitStandIn, secret: str | None = None) -> Settings:
+    return Settings(
+        livekit_url=lk.ws_url,
+        livekit_api_key=lk.api_key,
+        livekit_api_secret=Secret(secret or lk.api_secret),
+    )
+
+
+async def _until(predicate, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not reached")
+        await asyncio.sleep(0.02)
+
+
+async def test_registration_shows_in_status_and_stop_is_quick(lk):
+    root_handlers = list(logging.getLogger().handlers)
+    sigint = signal.getsignal(signal.SIGINT)
+    lk_logger = logging.getLogger("livekit.agents")
+    propagate_before = lk_logger.propagate
+
+    started = time.perf_counter()
+    handle = await stt_agent.start_agent(_settings(lk))
+    assert time.perf_counter() - started < 0.5
+    status = await handle.wait_ready(timeout=10)
+    worker_id = await lk.wait_for_worker()
+    assert status.state == "registered"
+    assert status.worker_id == worker_id
+    assert signal.getsignal(signal.SIGINT) is sigint  # no signal handlers installed
+    assert any("registered worker" in line for line in handle.logs)
+
+    started = time.perf_counter()
+    await handle.stop()
+    assert time.perf_counter() - started < 5
+    assert handle.status.state == "stopped"
+    assert logging.getLogger().handlers == root_handlers  # logging as we found it
+    assert lk_logger.propagate is propagate_before
+    assert asyncio.get_running_loop().is_running()
+
+
+async def test_wrong_secret_is_a_clear_error_without_a_reconnect_storm(lk):
+    wrong = "not-the-secret-but-also-32-characters-long"
+    started = time.perf_counter()
+    handle = await stt_agent.start_agent(_settings(lk, wrong))
+    with pytest.raises(RuntimeError, match="refused the API key/secret"):
+        await handle.wait_ready(timeout=5)
+    assert time.perf_counter() - started < 5
+    assert handle.status.state == "error"
+    assert "HTTP 401" in handle.status.error
+    assert wrong not in handle.status.error and wrong not in "\n".join(handle.logs)
+    await asyncio.sleep(3)  # LiveKit's own retry would have tried again by now
+    assert lk.auth_failures <= 3
+    await handle.stop()
+
+
+async def test_failed_job_shows_as_an_error_while_the_worker_stays_up(lk):
+    handle = await stt_agent.start_agent(_settings(lk))
+    await handle.wait_ready(timeout=10)
+    worker_id = handle.status.worker_id
+    job_id = await lk.dispatch_job("workshop-room")
+    await _until(lambda: handle.status.error is not None)
+    assert "workshop-room" in handle.status.error
+    assert "ConnectError" in handle.status.error
+    assert handle.status.state == "registered"
+    assert handle.status.worker_id == worker_id
+    await lk.wait_for_job_status(job_id, {"JS_SUCCESS", "JS_FAILED"})
+    # still registered: a second job is accepted
+    second = await lk.dispatch_job("another-room")
+    assert second != job_id
+    await handle.stop()
+
+
+async def test_room_mode_needs_livekit_settings():
+    with pytest.raises(ValueError, match="room mode needs a LiveKit server"):
+        await stt_agent.start_agent(Settings())
+    with pytest.raises(ValueError, match="LIVEKIT_URL"):
+        await stt_agent.start_agent(
+            Settings(
+                livekit_url="htp://x", livekit_api_key="APIabc", livekit_api_secret=Secret("s" * 32)
+            )
+        )
