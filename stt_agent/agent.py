@@ -72,6 +72,7 @@ class Transcriber(Agent):
         self.samples_to_stt = 0
         self.last_stt_event_at = 0.0
         self.finals_seen = 0
+        self.speech_pending = False  # words heard (interim) that no final has closed yet
 
     async def on_enter(self) -> None:
         if self.stt is not None:
@@ -102,11 +103,13 @@ class Transcriber(Agent):
     def _observe(self, event: stt.SpeechEvent) -> None:
         if event.type == stt.SpeechEventType.FINAL_TRANSCRIPT:
             self.finals_seen += 1
+            self.speech_pending = False
             if event.alternatives:
                 self._turn_finals.append(event)
         elif event.type == stt.SpeechEventType.INTERIM_TRANSCRIPT and event.alternatives:
             alt = event.alternatives[0]
             if alt.text.strip():
+                self.speech_pending = True
                 self.feed.publish(
                     Utterance(
                         text=alt.text.strip(),

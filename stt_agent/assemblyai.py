@@ -2,22 +2,54 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
+import aiohttp
+from livekit.agents import utils
 from livekit.agents.types import NOT_GIVEN
+from livekit.plugins import assemblyai
 
 if TYPE_CHECKING:
-    from livekit.plugins.assemblyai import STT as AssemblyAISTT
-
     from .config import Settings
 
-__all__ = ["make_assemblyai_stt"]
+__all__ = ["AssemblyAISTT", "make_assemblyai_stt"]
+
+
+class AssemblyAISTT(assemblyai.STT):
+    """The plugin, also usable outside a LiveKit job (local mode in a notebook or the CLI).
+
+    In a job, LiveKit provides a shared HTTP session. Outside one the plugin would fail, so
+    this opens its own session on the running loop (a new one if the loop changed, as it does
+    between notebook runs of `asyncio.run`) and closes it in `aclose()`.
+    """
+
+    _own_session: aiohttp.ClientSession | None = None
+    _own_loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        try:
+            return utils.http_context.http_session()
+        except RuntimeError:
+            pass
+        loop = asyncio.get_running_loop()
+        if self._own_session is None or self._own_session.closed or self._own_loop is not loop:
+            self._own_session, self._own_loop = aiohttp.ClientSession(), loop
+        return self._own_session
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        if self._own_session is not None and not self._own_session.closed:
+            await self._own_session.close()
 
 
 def make_assemblyai_stt(settings: Settings) -> AssemblyAISTT:
-    """The tutorial's `assemblyai.STT()`, with the key, endpoint and turn settings made explicit."""
-    from livekit.plugins import assemblyai
+    """The tutorial's `assemblyai.STT()`, with the key, endpoint and turn settings made explicit.
 
+    Turn detection stays with AssemblyAI: the session runs with `turn_detection="stt"`, so a
+    turn ends where the service's own end-of-turn model (and the silence thresholds here) say.
+    """
     if not settings.assemblyai_api_key:
         raise ValueError(
             "ASSEMBLYAI_API_KEY is not set: add it to .env (see notebooks/02_credentials) "
@@ -25,7 +57,7 @@ def make_assemblyai_stt(settings: Settings) -> AssemblyAISTT:
         )
     min_silence = settings.assemblyai_min_turn_silence_ms
     max_silence = settings.assemblyai_max_turn_silence_ms
-    return assemblyai.STT(
+    return AssemblyAISTT(
         api_key=settings.assemblyai_api_key.reveal(),
         base_url=settings.assemblyai_base_url,
         model=settings.assemblyai_speech_model,  # type: ignore[arg-type]

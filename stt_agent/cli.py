@@ -89,6 +89,9 @@ def _transcribe(args: argparse.Namespace) -> int:
     from .audio import AudioSourceError, FileSource
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # Engine failures are reported as one line each below; LiveKit's own error logs would add
+    # tracebacks (and client errors can print request headers).
+    logging.getLogger("livekit").setLevel(logging.CRITICAL)
     try:
         settings = load_settings(args.env_file)
     except FileNotFoundError as e:
@@ -112,7 +115,7 @@ async def _transcribe_sources(sources: list, settings: object, args: argparse.Na
     from .audio import AudioSourceError
     from .engines import ModelError, make_stt
     from .feed import TranscriptFeed, Utterance
-    from .local import transcribe
+    from .local import EngineError, transcribe
 
     try:
         stt = make_stt(settings, engine=args.engine)  # type: ignore[arg-type]
@@ -135,6 +138,10 @@ async def _transcribe_sources(sources: list, settings: object, args: argparse.Na
         except AudioSourceError as e:
             print(f"stt-agent: {e}", file=sys.stderr)
             status = EXIT_BAD_INPUT
+        except EngineError as e:
+            print(f"stt-agent: {source.name}: {e}", file=sys.stderr)
+            status = max(status, 1)
+            break  # the engine will fail the same way for every other file
     await stt.aclose()
     return status
 

@@ -209,6 +209,7 @@ async def start_local(
     handle = AgentHandle("local", feed if feed is not None else TranscriptFeed())
     await _replace_current(handle)
     engine = stt if stt is not None else make_stt(settings or load_settings())
+    owns_engine = stt is None  # close what we opened (HTTP sessions), never the caller's
     run = LocalRun(source=audio, stt=engine, feed=handle.feed, handlers=handle.handlers)
     started = asyncio.Event()
 
@@ -226,6 +227,9 @@ async def start_local(
             raise
         except Exception as e:
             handle._set_status(state="error", error=_describe(e))
+        finally:
+            if owns_engine:
+                await engine.aclose()
 
     handle._task = asyncio.create_task(main(), name="stt_agent.local")
     handle._stopper = run.request_stop
@@ -251,7 +255,9 @@ async def start_agent(
         raise ValueError(f"room mode needs a LiveKit server: {reason}")
     handle = AgentHandle("room", feed if feed is not None else TranscriptFeed())
     await _replace_current(handle)
-    worker = _RoomWorker(handle, settings, agent_name if agent_name is not None else settings.agent_name)
+    worker = _RoomWorker(
+        handle, settings, agent_name if agent_name is not None else settings.agent_name
+    )
     handle._task = asyncio.create_task(worker.run(), name="stt_agent.worker")
     handle._stopper = worker.stop
     return handle
@@ -281,7 +287,9 @@ class _RoomWorker:
 
     async def run(self) -> None:
         self._capture_logs()
-        self.handle._set_status(state="starting", detail=f"connecting to {self.settings.livekit_url}")
+        self.handle._set_status(
+            state="starting", detail=f"connecting to {self.settings.livekit_url}"
+        )
         try:
             await self.server.run(devmode=True)
         except asyncio.CancelledError:
@@ -342,7 +350,10 @@ class _RoomWorker:
         except Exception as e:
             # LiveKit reports a thread job as succeeded whatever happened; say it here.
             handle._set_status(
-                state="registered", room=None, participants=(), error=f"job in {room_name}: {_describe(e)}"
+                state="registered",
+                room=None,
+                participants=(),
+                error=f"job in {room_name}: {_describe(e)}",
             )
             raise
 
@@ -382,7 +393,9 @@ class _HandleLogHandler(logging.Handler):
         super().__init__(level=logging.INFO)
         self.worker = worker
         self._secrets = [s for s in (settings.livekit_api_secret.reveal(),) if s]
-        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+        self.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
+        )
 
     def emit(self, record: logging.LogRecord) -> None:
         try:

@@ -21,9 +21,10 @@ from livekit import rtc
 from livekit.agents import APIConnectionError, APIStatusError, stt
 from livekit.plugins import assemblyai
 
+from benchmarks.scoring import SPEECH_DIR
 from tests.standins.assemblyai_v3 import AssemblyAIStandIn, TranscribeFn, Word
 
-SPEECH = Path("/work/shared/speech")
+SPEECH = SPEECH_DIR
 RATE = 16_000
 FRAME_S = 0.02
 # Twice real time keeps the module quick; the stand-in does not enforce the real service's

@@ -124,6 +124,7 @@ class AssemblyAIStandIn:
         self._asr_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aai-standin-asr")
         app = web.Application()
         app.router.add_get("/v3/ws", self._handle)
+        app.router.add_get("/v3/token", self._token)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, 0).start()
@@ -150,6 +151,17 @@ class AssemblyAIStandIn:
             live[-1].drop_at = (seconds_of_audio, close_code)
         else:
             self._pending_drop = (seconds_of_audio, close_code)
+
+    async def _token(self, request: web.Request) -> web.Response:
+        """``GET /v3/token?expires_in_seconds=…``: a temporary streaming token for a valid key
+        (what the kit's `check` uses to validate a key without opening a session)."""
+        if request.headers.get("Authorization") != self.api_key:
+            self.rejected += 1
+            return web.json_response({"error": "Invalid API key"}, status=401)
+        expires = request.query.get("expires_in_seconds", "")
+        if not expires.isdigit() or not 1 <= int(expires) <= 600:
+            return web.json_response({"error": "expires_in_seconds must be 1-600"}, status=400)
+        return web.json_response({"token": uuid.uuid4().hex, "expires_in_seconds": int(expires)})
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         headers = {

@@ -1,0 +1,165 @@
+"""The AssemblyAI path end to end: the kit's wiring and the real plugin, against the v3 stand-in.
+
+The stand-in transcribes the audio it actually receives with the local engine, so these tests
+prove that real audio flowed through `livekit-plugins-assemblyai`, not a script.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import stt_agent
+from benchmarks.scoring import normalise
+from stt_agent import TranscriptFeed, Utterance
+from stt_agent.config import Secret, Settings
+from stt_agent.engines import load_whisper, make_stt
+from stt_agent.probes import probe_assemblyai
+from tests.standins.assemblyai_v3 import AssemblyAIStandIn, Word
+
+REPO = Path(__file__).resolve().parents[1]
+KEY = "0123456789abcdef0123456789abcdef"
+
+
+def _transcribe_words(samples: np.ndarray) -> list[Word]:
+    segments, _ = load_whisper().model.transcribe(
+        samples, language="en", beam_size=1, word_timestamps=True, condition_on_previous_text=False
+    )
+    return [(w.word, w.start, w.end, w.probability) for s in segments for w in s.words or []]
+
+
+@pytest.fixture
+async def aai() -> AsyncIterator[AssemblyAIStandIn]:
+    async with AssemblyAIStandIn(transcribe=_transcribe_words, api_key=KEY) as server:
+        yield server
+
+
+@pytest.fixture
+async def engines() -> AsyncIterator[list]:
+    """STTs made by a test; closed afterwards (they own an HTTP session outside a job)."""
+    made: list = []
+    yield made
+    for engine in made:
+        await engine.aclose()
+
+
+def _settings(aai: AssemblyAIStandIn, key: str = KEY, **extra: object) -> Settings:
+    return Settings(
+        assemblyai_api_key=Secret(key),
+        assemblyai_base_url=aai.base_url,
+        assemblyai_min_turn_silence_ms=400,
+        assemblyai_max_turn_silence_ms=1200,
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+async def test_interims_reach_the_feed_and_are_replaced_by_formatted_finals(aai, jfk, engines):
+    settings = _settings(aai)
+    assert settings.engine == "assemblyai"
+    feed = TranscriptFeed()
+    events: list[Utterance] = []
+    feed.subscribe(lambda e: events.append(e) if isinstance(e, Utterance) else None)
+    handle = await stt_agent.start_local(
+        jfk, realtime=True, stt=_keep(engines, make_stt(settings)), feed=feed
+    )
+    finals = await asyncio.wait_for(handle.done(), 60)
+    await handle.stop()
+
+    assert handle.status.state == "stopped", handle.status
+    text = normalise(" ".join(u.text for u in finals))
+    assert "ask not what your country can do for you" in text
+    first_final = next(i for i, e in enumerate(events) if e.final)
+    assert any(not e.final for e in events[:first_final]), "no interim before the first final"
+    assert feed.interim is None  # the final replaced the interim line
+    for u in finals:  # format_turns=true: the formatted copy is what the learner sees
+        assert u.text[0].isupper() and u.text.endswith("."), u.text
+    # no utterance shown twice
+    assert len({u.text for u in finals}) == len(finals)
+    # the plugin sent the kit's settings
+    query = aai.sessions[0].query
+    assert query["speech_model"] == "universal-streaming-english"
+    assert query["format_turns"] == "true"
+    assert query["min_turn_silence"] == "400" and query["max_turn_silence"] == "1200"
+    assert aai.sessions[0].audio_seconds > 10  # the whole recording went through
+
+
+async def test_dropped_connection_is_retried_without_losing_or_repeating(aai, speech_dir, engines):
+    clip = speech_dir / "librispeech_dev_2412-153948-0000.wav"
+    aai.drop_next_session_after(2.0)  # inside the first sentence
+    handle = await stt_agent.start_local(
+        clip, realtime=True, stt=_keep(engines, make_stt(_settings(aai)))
+    )
+    finals = await asyncio.wait_for(handle.done(), 60)
+    await handle.stop()
+    assert len(aai.sessions) >= 2 and aai.sessions[0].dropped
+    text = normalise(" ".join(u.text for u in finals))
+    # speech after the reconnect is transcribed
+    assert "the narrative would be tedious to him" in text
+    words = text.split()
+    assert words.count("narrative") == 1 and words.count("tedious") == 1
+
+
+async def test_wrong_key_fails_fast_with_one_clear_reason(aai, jfk, engines):
+    started = time.perf_counter()
+    handle = await stt_agent.start_local(
+        jfk, realtime=True, stt=_keep(engines, make_stt(_settings(aai, key="f" * 32)))
+    )
+    await asyncio.wait_for(handle.done(), 10)
+    assert time.perf_counter() - started < 5
+    assert handle.status.state == "error"
+    assert "AssemblyAI refused the API key" in handle.status.error
+    assert "f" * 32 not in handle.status.error
+    assert aai.rejected <= 2  # no retry storm
+    await handle.stop()
+
+
+async def test_check_probe_validates_the_key(aai):
+    good = await probe_assemblyai(_settings(aai))
+    assert good.ok and "valid" in good.message
+    bad = await probe_assemblyai(_settings(aai, key="e" * 32))
+    assert not bad.ok and "rejected" in bad.message and "e" * 32 not in str(bad)
+
+
+def _keep(made: list, engine):
+    made.append(engine)
+    return engine
+
+
+def _cli(*args: str, env_extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "ASSEMBLYAI_"))}
+    env.update(env_extra)
+    return subprocess.run(
+        [sys.executable, "-m", "stt_agent", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=120,
+    )
+
+
+async def test_cli_uses_assemblyai_and_reports_a_wrong_key_in_one_line(aai, speech_dir):
+    clip = str(speech_dir / "cmu_goforward.wav")
+    env = {"ASSEMBLYAI_API_KEY": KEY, "ASSEMBLYAI_BASE_URL": aai.base_url}
+    ok = await asyncio.to_thread(_cli, "transcribe", "--engine", "assemblyai", clip, env_extra=env)
+    assert ok.returncode == 0, ok.stderr
+    assert "go forward" in normalise(ok.stdout)
+    assert aai.sessions, "the CLI did not talk to the AssemblyAI endpoint"
+
+    env["ASSEMBLYAI_API_KEY"] = "d" * 32
+    started = time.perf_counter()
+    bad = await asyncio.to_thread(_cli, "transcribe", clip, env_extra=env)
+    assert time.perf_counter() - started < 30  # includes interpreter start-up
+    assert bad.returncode == 1
+    lines = bad.stderr.strip().splitlines()
+    assert lines == [line for line in lines if line.startswith("stt-agent:")], bad.stderr
+    assert len(lines) == 1 and "refused the API key" in lines[0]
+    assert "Traceback" not in bad.stderr and "d" * 32 not in bad.stderr + bad.stdout

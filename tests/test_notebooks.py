@@ -1,0 +1,286 @@
+"""Every notebook in notebooks/ runs top to bottom, headlessly, in time, and leaks no secret.
+
+Each notebook is copied into a throwaway repository tree (a `pyproject.toml` at its root, so
+the `.env` search stops there, and `shared/speech` beside it, as in a real clone) and executed
+with nbclient on this venv's `python3` kernel, in three situations:
+
+* no `.env` and no LIVEKIT_*/ASSEMBLYAI_* variables: the embedded default (local mode);
+* a planted `.env` with random keys and unreachable servers: every notebook must still finish,
+  tell the learner what is wrong, and never show a secret (outputs, errors, widget state);
+* a planted `.env` pointing at the LiveKit stand-in (tests/standins): the server API answers,
+  media does not, and notebooks must cope with exactly that.
+
+The committed notebooks themselves must carry no outputs and no execution counts.
+New notebooks are picked up automatically: everything is parametrised over notebooks/*.ipynb.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from secrets import token_hex, token_urlsafe
+
+import nbformat
+import pytest
+from jupyter_client.kernelspec import KernelSpecManager
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+
+pytestmark = pytest.mark.notebooks
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = REPO / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+BUDGET_S = 180  # per cell, and for a whole notebook
+KERNEL = "python3"
+KIT_ENV_PREFIXES = ("LIVEKIT_", "ASSEMBLYAI_", "STT_AGENT_")
+# What a notebook says when a configured server is down; any one will do.
+SAYS_WHAT_IS_WRONG = (
+    "cannot reach",
+    "can't reach",
+    "could not reach",
+    "couldn't reach",
+    "unreachable",
+    "not reachable",
+    "no answer from",
+)
+# A whole signed JWT (header.payload.signature): a token must never be shown, only decoded.
+JWT = re.compile(r"eyJ[\w-]{8,}\.eyJ[\w-]{8,}\.[\w-]{20,}")
+
+notebook_params = pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+
+
+# --- the sandbox ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Path:
+    """<tmp>/repo with pyproject.toml, .gitignore and a copy of notebooks/, and <tmp>/shared/speech
+    linking to the real recordings, so `../../shared/speech/...` works from the notebooks."""
+    if not (SHARED / "speech").is_dir():
+        pytest.fail(f"test recordings not found at {SHARED / 'speech'} (clone with shared/ beside it)")
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "pyproject.toml").write_text('[project]\nname = "notebook-sandbox"\nversion = "0"\n')
+    if (REPO / ".gitignore").is_file():
+        shutil.copy(REPO / ".gitignore", root / ".gitignore")
+    shutil.copytree(
+        NOTEBOOK_DIR,
+        root / "notebooks",
+        ignore=shutil.ignore_patterns(".ipynb_checkpoints", "*.jsonl", ".env"),
+    )
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "speech").symlink_to(SHARED / "speech", target_is_directory=True)
+    return root
+
+
+def _kernel_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(KIT_ENV_PREFIXES)}
+    env.pop("MPLBACKEND", None)  # the inline backend, as in JupyterLab
+    # The kit under test, even if the venv's editable install points elsewhere.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    return env
+
+
+def _plant_env(root: Path, values: dict[str, str]) -> None:
+    text = "".join(f"{k}={v}\n" for k, v in values.items())
+    (root / ".env").write_text(text)
+    (root / ".env").chmod(0o600)
+
+
+def _check_kernel_is_this_venv() -> None:
+    spec = KernelSpecManager().get_kernel_spec(KERNEL)
+    # jupyter_client swaps a bare `python` for sys.executable: this venv's interpreter.
+    bare = {"python", f"python{sys.version_info[0]}", "python{}.{}".format(*sys.version_info[:2])}
+    argv0 = spec.argv[0]
+    same = argv0 in bare or Path(argv0).resolve() == Path(sys.executable).resolve()
+    assert same, (
+        f"the {KERNEL!r} kernel ({spec.resource_dir}) runs {argv0}, not {sys.executable}: "
+        "run `python -m ipykernel install --sys-prefix` in the venv"
+    )
+
+
+def _execute(path: Path, env: dict[str, str]) -> tuple[nbformat.NotebookNode, float, str | None]:
+    """Run a notebook in its own folder; returns (executed notebook, seconds, error or None)."""
+    _check_kernel_is_this_venv()
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        nb,
+        kernel_name=KERNEL,
+        timeout=BUDGET_S,
+        startup_timeout=60,
+        allow_errors=False,
+        store_widget_state=True,
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    started = time.perf_counter()
+    error = None
+    try:
+        client.execute(env=env)
+    except CellExecutionError as e:
+        error = str(e)
+    except TimeoutError as e:
+        error = f"a cell ran longer than {BUDGET_S} s: {e}"
+    return nb, time.perf_counter() - started, error
+
+
+def _record(request: pytest.FixtureRequest, scenario: str, name: str, seconds: float) -> None:
+    request.node.user_properties.append(("duration_s", round(seconds, 1)))
+    cache = getattr(request.config, "cache", None)  # absent under `-p no:cacheprovider`
+    if cache is not None:
+        cache.set(f"notebooks/durations/{scenario}/{name}", round(seconds, 1))
+    print(f"{name} [{scenario}]: {seconds:.1f} s")
+
+
+# --- what is in an executed notebook ---------------------------------------------------------
+
+
+def _output_texts(nb: nbformat.NotebookNode) -> Iterator[tuple[str, str]]:
+    """(where, text) for every output, error output and widget model in the notebook."""
+    for i, cell in enumerate(nb.cells):
+        for output in cell.get("outputs", []):
+            where = f"cell {i} ({output.get('output_type')})"
+            if output.get("output_type") == "stream":
+                yield where, output.get("text", "")
+            elif output.get("output_type") == "error":
+                yield where, "\n".join([output.get("ename", ""), output.get("evalue", "")])
+                yield where, "\n".join(output.get("traceback", []))
+            for mime, data in output.get("data", {}).items():
+                yield f"{where} {mime}", data if isinstance(data, str) else json.dumps(data)
+    state = nb.metadata.get("widgets", {})
+    if state:
+        yield "widget state", json.dumps(state)
+
+
+def _leaks(nb: nbformat.NotebookNode, secrets: dict[str, str]) -> list[str]:
+    """Where a secret or a signed token shows up; names only, never the values."""
+    found = []
+    whole = nbformat.writes(nb)
+    for name, value in secrets.items():
+        if value in whole:
+            places = [where for where, text in _output_texts(nb) if value in text]
+            found.append(f"{name} in {', '.join(places) or 'the notebook JSON'}")
+    for where, text in _output_texts(nb):
+        if JWT.search(text):
+            found.append(f"a signed token in {where}")
+    return found
+
+
+def _shown_text(nb: nbformat.NotebookNode) -> str:
+    return "\n".join(text for _, text in _output_texts(nb)).lower()
+
+
+# --- the tests -------------------------------------------------------------------------------
+
+
+def test_notebooks_exist() -> None:
+    assert NOTEBOOKS, f"no notebooks in {NOTEBOOK_DIR}"
+
+
+@notebook_params
+def test_committed_without_outputs(notebook: Path) -> None:
+    nb = nbformat.read(notebook, as_version=4)
+    dirty = [
+        f"cell {i}"
+        for i, cell in enumerate(nb.cells)
+        if cell.cell_type == "code" and (cell.get("outputs") or cell.get("execution_count"))
+    ]
+    assert not dirty, (
+        f"{notebook.name} is committed with outputs or execution counts in {', '.join(dirty)}: "
+        "run `jupyter nbconvert --clear-output --inplace` on it"
+    )
+    assert "widgets" not in nb.metadata, f"{notebook.name} is committed with widget state"
+
+
+@notebook_params
+def test_runs_without_settings(
+    notebook: Path, sandbox: Path, request: pytest.FixtureRequest
+) -> None:
+    """The embedded default: no .env, no variables, local mode, under the time budget."""
+    path = sandbox / "notebooks" / notebook.name
+    nb, seconds, error = _execute(path, _kernel_env())
+    _record(request, "no-env", notebook.stem, seconds)
+    assert error is None, f"{notebook.name} failed without a .env:\n{error}"
+    assert seconds <= BUDGET_S, f"{notebook.name} took {seconds:.0f} s (budget {BUDGET_S} s)"
+    assert not _leaks(nb, {}), _leaks(nb, {})
+
+
+@notebook_params
+def test_runs_with_unreachable_servers_and_leaks_nothing(
+    notebook: Path, sandbox: Path, request: pytest.FixtureRequest
+) -> None:
+    """Fake keys, servers that refuse connections: finish, say so, show no secret."""
+    secrets = {
+        "LIVEKIT_API_SECRET": token_urlsafe(32),
+        "ASSEMBLYAI_API_KEY": token_hex(16),
+    }
+    _plant_env(
+        sandbox,
+        {
+            "LIVEKIT_URL": "ws://127.0.0.1:9",
+            "LIVEKIT_API_KEY": "API" + token_hex(6),
+            **secrets,
+            "ASSEMBLYAI_BASE_URL": "ws://127.0.0.1:9",
+        },
+    )
+    path = sandbox / "notebooks" / notebook.name
+    nb, seconds, error = _execute(path, _kernel_env())
+    _record(request, "unreachable", notebook.stem, seconds)
+    leaks = _leaks(nb, secrets)  # checked first: a failed run must not leak either
+    assert not leaks, f"{notebook.name} shows secrets: {'; '.join(leaks)}"
+    assert error is None, f"{notebook.name} failed with unreachable servers:\n{error}"
+    assert seconds <= BUDGET_S, f"{notebook.name} took {seconds:.0f} s (budget {BUDGET_S} s)"
+    shown = _shown_text(nb)
+    assert any(phrase in shown for phrase in SAYS_WHAT_IS_WRONG), (
+        f"{notebook.name} never tells the learner that the configured servers cannot be "
+        f"reached (looked for: {', '.join(SAYS_WHAT_IS_WRONG)})"
+    )
+
+
+@contextmanager
+def _livekit_standin(api_key: str, api_secret: str) -> Iterator[str]:
+    """The LiveKit stand-in on its own thread and loop (nbclient blocks this one)."""
+    from tests.standins.livekit_server import LiveKitStandIn
+
+    loop = asyncio.new_event_loop()
+    standin = LiveKitStandIn(api_key=api_key, api_secret=api_secret)
+    thread = threading.Thread(target=loop.run_forever, name="livekit-standin", daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(standin.start(), loop).result(10)
+    try:
+        yield standin.ws_url
+    finally:
+        asyncio.run_coroutine_threadsafe(standin.aclose(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+@notebook_params
+def test_runs_against_livekit_standin(
+    notebook: Path, sandbox: Path, request: pytest.FixtureRequest
+) -> None:
+    """A server whose API answers but which carries no media (the stand-in): finish, no leaks."""
+    api_key, api_secret = "API" + token_hex(6), token_urlsafe(32)
+    with _livekit_standin(api_key, api_secret) as url:
+        _plant_env(
+            sandbox,
+            {"LIVEKIT_URL": url, "LIVEKIT_API_KEY": api_key, "LIVEKIT_API_SECRET": api_secret},
+        )
+        path = sandbox / "notebooks" / notebook.name
+        nb, seconds, error = _execute(path, _kernel_env())
+    _record(request, "stand-in", notebook.stem, seconds)
+    leaks = _leaks(nb, {"LIVEKIT_API_SECRET": api_secret})
+    assert not leaks, f"{notebook.name} shows secrets: {'; '.join(leaks)}"
+    assert error is None, f"{notebook.name} failed against the LiveKit stand-in:\n{error}"
+    assert seconds <= BUDGET_S, f"{notebook.name} took {seconds:.0f} s (budget {BUDGET_S} s)"
