@@ -203,7 +203,8 @@ async def start_local(
 ) -> AgentHandle:
     """Transcribe a file, array or widget in the background; returns at once.
 
-    `handle = await stt_agent.start_local("talk.wav")`, then `stt_agent.TranscriptView(handle.feed)`.
+    `handle = await stt_agent.start_local("talk.wav")`, then
+    `stt_agent.TranscriptView(handle.feed)` shows the words as they are spoken.
     """
     audio = as_source(source, realtime=realtime, sample_rate=sample_rate)
     handle = AgentHandle("local", feed if feed is not None else TranscriptFeed())

@@ -50,7 +50,8 @@ def _row(u: Utterance) -> str:
         bits.append(f"<span style='color:#57606a'>{u.latency_s * 1000:.0f} ms</span>")
     text = html.escape(u.text)
     if u.original_text is not None:
-        text += f" <span style='color:#8c959f' title='original'>(was: {html.escape(u.original_text)})</span>"
+        was = html.escape(u.original_text)
+        text += f" <span style='color:#8c959f' title='original'>(was: {was})</span>"
     notes = "".join(
         f" <code style='background:#ddf4ff'>{html.escape(str(k))}: {html.escape(str(v))}</code>"
         for k, v in u.annotations.items()

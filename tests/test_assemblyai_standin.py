@@ -12,7 +12,6 @@ import re
 import time
 import wave
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiohttp
 import numpy as np
