@@ -77,7 +77,7 @@ def _run_livekit_cli(argv: list[str]) -> int:
     warnings.filterwarnings(
         "ignore", message="the built-in Python CLI is deprecated", category=DeprecationWarning
     )
-    sys.argv = ["python -m stt_agent", *argv]
+    sys.argv = [sys.argv[0], *argv]
     cli.run_app(build_server(settings))
     return 0
 
@@ -208,5 +208,5 @@ def _check(args: argparse.Namespace) -> int:
     print(f"\n{settings.describe_mode()}")
     failed = any(p.blocking for p in problems) or any(not r.ok for r in results)
     if failed:
-        print("The configured mode cannot run until the problems above are fixed.")
+        print("The configured mode cannot run: fix the problems or failed probes above.")
     return 1 if failed else 0

@@ -332,13 +332,17 @@ def _malformed(variable: str, value: str, *, min_len: int) -> list[Problem]:
 def find_env_file(start: Path | None = None) -> Path | None:
     """The nearest `.env` from `start` (default: the working folder) up to the repo root."""
     here = (start or Path.cwd()).resolve()
+    found: list[Path] = []
     for folder in (here, *here.parents):
         candidate = folder / ".env"
         if candidate.is_file():
-            return candidate
+            found.append(candidate)
         if (folder / ".git").exists() or (folder / "pyproject.toml").is_file():
-            return None
-    return None
+            return found[0] if found else None
+    # Not inside a repository: only the working folder's own .env counts, never a stray
+    # one in a parent such as the home folder.
+    local = here / ".env"
+    return local if local.is_file() else None
 
 
 def _colab_secrets(names: list[str]) -> dict[str, str]:

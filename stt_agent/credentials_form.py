@@ -60,6 +60,7 @@ _PLACEHOLDERS = {
 }
 _ASSIGNMENT = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=")
 _PLAIN_VALUE = re.compile(r"[A-Za-z0-9_\-.:/@+=~,%]*")
+_CODE = re.compile(r"`([^`]+)`")
 PROBE_TIMEOUT_S = 5.0
 
 
@@ -83,8 +84,9 @@ def default_env_path(start: str | os.PathLike[str] | None = None) -> Path:
 
 
 def file_mode(path: str | os.PathLike[str]) -> str:
-    """Permission bits as the octal string `ls -l` users know, e.g. '0o600'."""
-    return oct(stat.S_IMODE(os.stat(path).st_mode))
+    """Permission bits in octal, as `chmod` takes them: '0600' is read and write for the
+    owner only."""
+    return f"{stat.S_IMODE(os.stat(path).st_mode):04o}"
 
 
 # --- writing .env ----------------------------------------------------------------------------
@@ -235,7 +237,10 @@ class CheckReport:
             f" <b>{esc(r.service)}</b>: {esc(r.message)}</li>"
             for r in self.probes
         )
-        notes = "".join(f"<div style='color:#9a6700'>{esc(n)}</div>" for n in self.notes)
+        notes = "".join(
+            "<div style='color:#9a6700'>" + _CODE.sub(r"<code>\1</code>", esc(n)) + "</div>"
+            for n in self.notes
+        )
         verdict_colour = "#1a7f37" if self.ok else "#cf222e"
         return (
             "<div class='stt-check' style='font-size:13px;line-height:1.5'>"

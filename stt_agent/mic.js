@@ -123,14 +123,17 @@ function describe(error) {
   return `${(error && error.name) || "Error"}: ${(error && error.message) || error}`;
 }
 
-async function openContext() {
-  // Ask for 16 kHz so the browser's own resampler does the work; fall back to the device
-  // rate (the worklet resamples) where a fixed rate is not offered.
-  try {
-    return new AudioContext({ sampleRate: TARGET_RATE, latencyHint: "interactive" });
-  } catch {
-    return new AudioContext({ latencyHint: "interactive" });
+function openContext(rate) {
+  // By default ask for 16 kHz so the browser's own resampler does the work; at the device's
+  // rate (rate 0, or where a fixed rate is not offered) the worklet resamples.
+  if (rate > 0) {
+    try {
+      return new AudioContext({ sampleRate: rate, latencyHint: "interactive" });
+    } catch {
+      // fall through
+    }
   }
+  return new AudioContext({ latencyHint: "interactive" });
 }
 
 class Recorder {
@@ -162,14 +165,22 @@ class Recorder {
     this.session = session;
     this.setState("requesting", "Waiting for permission to use the microphone…");
     try {
+      // Speech models want the raw signal: the browser's gain control and noise suppression
+      // clip and smear it. Echo cancellation etc. only when asked (speakers playing nearby).
+      const processing = Boolean(this.model.get("audio_processing"));
       session.stream = await navigator.mediaDevices.getUserMedia({
-        audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false },
+        audio: {
+          channelCount: 1,
+          echoCancellation: processing,
+          noiseSuppression: processing,
+          autoGainControl: processing,
+        },
       });
       if (session.cancelled) throw new DOMException("stopped", "AbortError");
       const track = session.stream.getAudioTracks()[0];
       if (!track) throw new DOMException("the stream has no audio track", "NotFoundError");
 
-      let context = await openContext();
+      let context = openContext(this.model.get("capture_rate"));
       let source;
       try {
         source = context.createMediaStreamSource(session.stream);

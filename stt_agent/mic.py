@@ -8,8 +8,8 @@ kernel's loop and cuts them into the 20 ms frames `AgentSession` reads, so the w
     mic = MicWidget(autostart=True); mic
     handle = await stt_agent.start_local(mic)
 
-Comm messages reach the kernel only between cells, so keep cells short while recording (no
-`await handle.done()` in a cell: the Stop button's message would wait behind it).
+The kernel handles the widget's messages while a cell awaits, but not while one computes
+without awaiting: a long synchronous cell holds the audio (and the Stop button) until it ends.
 """
 
 from __future__ import annotations
@@ -103,6 +103,11 @@ class MicWidget(anywidget.AnyWidget):
     level = traitlets.Float(0.0).tag(sync=True)  # 0..1, from the browser's meter
     autostart = traitlets.Bool(False).tag(sync=True)
     chunk_ms = traitlets.Int(100).tag(sync=True)
+    # Browser echo cancellation, noise suppression and gain control; off by default because
+    # speech models do better on the raw signal. Turn on when speakers play into the mic.
+    audio_processing = traitlets.Bool(False).tag(sync=True)
+    # The AudioContext rate to ask for (0: the device's own); either way 16 kHz is sent.
+    capture_rate = traitlets.Int(SAMPLE_RATE).tag(sync=True)
     context_rate = traitlets.Int(0).tag(sync=True)  # the AudioContext's actual rate
 
     name = "microphone"

@@ -161,9 +161,16 @@ class AgentHandle:
     async def stop(self) -> None:
         """Stop within a few seconds: a bounded drain, then close."""
         global _current
+        deadline = time.monotonic() + _STOP_TIMEOUT_S
         if self._stopper is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._stopper(), _STOP_TIMEOUT_S)
+        if self._task is not None and not self._task.done():
+            # Let it drain what it already heard (bounded), and only then cancel it: a
+            # cancel in the middle of closing the session would leave its streams behind.
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
+                remaining = max(0.1, deadline - time.monotonic())
+                await asyncio.wait_for(asyncio.shield(self._task), remaining)
         if self._task is not None and not self._task.done():
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

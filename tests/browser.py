@@ -59,10 +59,13 @@ _DISABLED_LAB_PLUGINS = ("@jupyterlab/apputils-extension:announcements",)
 _SCRUBBED_ENV = ("LIVEKIT_", "ASSEMBLYAI_", "STT_AGENT_", "JUPYTER", "IPYTHON", "JPY_")
 
 
-def fake_microphone_args(wav: str | os.PathLike[str], *, loop: bool = True) -> list[str]:
-    """Chromium flags for a fake microphone that plays `wav` (looped unless `loop=False`)."""
-    path = str(wav) if loop else f"{wav}%noloop"
-    return [*FAKE_MEDIA_ARGS, f"--use-file-for-fake-audio-capture={path}"]
+def fake_microphone_args(wav: str | os.PathLike[str]) -> list[str]:
+    """Chromium flags for a microphone that plays `wav` (16-bit PCM WAV, any rate) in a loop.
+
+    Give the file a second or two of silence at the end so utterances close before it repeats.
+    (Chromium's `%noloop` suffix is no help: after the file it repeats its last few ms forever.)
+    """
+    return [*FAKE_MEDIA_ARGS, f"--use-file-for-fake-audio-capture={wav}"]
 
 
 # --- the JupyterLab server ------------------------------------------------------------------
@@ -91,7 +94,11 @@ class JupyterLab:
         nb = nbformat.v4.new_notebook()
         nb.metadata.update(
             {
-                "kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"},
+                "kernelspec": {
+                    "name": "python3",
+                    "display_name": "Python 3 (ipykernel)",
+                    "language": "python",
+                },
                 "language_info": {"name": "python"},
                 **(metadata or {}),
             }
@@ -210,7 +217,9 @@ def _wait_until_up(lab: JupyterLab) -> None:
             return
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
             time.sleep(0.25)
-    raise RuntimeError(f"jupyter lab did not answer within {SERVER_START_TIMEOUT_S:.0f} s:\n{lab.log_tail()}")
+    raise RuntimeError(
+        f"jupyter lab did not answer within {SERVER_START_TIMEOUT_S:.0f} s:\n{lab.log_tail()}"
+    )
 
 
 def _stop_group(process: subprocess.Popen[bytes]) -> None:
@@ -251,7 +260,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab]:
 def playwright() -> Iterator[Any]:
     """Playwright's sync API; tests using it must be plain functions, not `async def`."""
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (install Debian's `chromium` or set STT_AGENT_CHROMIUM)")
+        pytest.skip(
+            f"no Chromium at {CHROMIUM} (install Debian's `chromium` or set STT_AGENT_CHROMIUM)"
+        )
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as p:
         yield p
@@ -347,7 +358,9 @@ def save_screenshot(screenshot_dir: Path) -> Callable[..., Path]:
 def open_notebook(page: Any, path: str, *, timeout: float = 60.0) -> None:
     """Open `path` (relative to the server's root) and wait for its cells to be on screen."""
     page.goto(f"lab/tree/{path}")
-    page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for(state="visible", timeout=timeout * 1000)
+    page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for(
+        state="visible", timeout=timeout * 1000
+    )
     # A kernel picker appears when the notebook's kernel is unknown; take the default.
     dialog = page.locator(".jp-Dialog")
     with contextlib.suppress(Exception):
