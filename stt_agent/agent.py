@@ -173,7 +173,7 @@ class Transcriber(Agent):
         return linked.identity if linked is not None else "local"
 
 
-def make_session() -> AgentSession:
+def make_session(*, close_transcript_timeout: float = 2.0) -> AgentSession:
     """An `AgentSession` shaped for a transcriber.
 
     The STT decides when a turn ends (both engines endpoint on their own), and a turn is
@@ -190,6 +190,9 @@ def make_session() -> AgentSession:
             "preemptive_generation": {"enabled": False},
         },
         user_away_timeout=None,
+        # How long closing waits for a last transcript; local mode drains first, so it
+        # passes a short one instead of paying two seconds per file.
+        session_close_transcript_timeout=close_transcript_timeout,
     )
 
 

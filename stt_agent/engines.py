@@ -381,6 +381,14 @@ class LocalSpeechStream(stt.RecognizeStream):
         unseen = self._samples_in - self._samples_seen_by_vad
         return self._utterance_open or unseen >= _VAD_WINDOW or not self._input_ch.empty()
 
+    def _ahead_of_real_time(self) -> bool:
+        if not self._arrivals:
+            return False
+        first_end, first_wall = self._arrivals[0]
+        last_end, last_wall = self._arrivals[-1]
+        audio_s = (last_end - first_end) / SAMPLE_RATE
+        return audio_s - (last_wall - first_wall) > 1.0
+
     def _wall_time_at(self, sample: int) -> float:
         for end, wall in self._arrivals:
             if end >= sample:
@@ -459,8 +467,15 @@ class LocalSpeechStream(stt.RecognizeStream):
 
     def _maybe_interim(self, loaded: _LoadedModel, u: _Utterance) -> asyncio.Task[None] | None:
         due = u.n - u.interim_at_n >= self._owner._interim_interval_s * SAMPLE_RATE
-        # Under a second of audio Whisper mostly guesses ("Thank you", "f f f").
-        if not due or u.n < SAMPLE_RATE or loaded.pending > 0 or u.silence_s > 0:
+        # Under a second of audio Whisper mostly guesses ("Thank you", "f f f"); and when a
+        # file is crunched faster than real time nobody watches interims: the final is near.
+        if (
+            not due
+            or u.n < SAMPLE_RATE
+            or self._ahead_of_real_time()
+            or loaded.pending > 0
+            or u.silence_s > 0
+        ):
             return None
         u.interim_at_n = u.n
         audio = u.audio()

@@ -92,7 +92,7 @@ class LocalRun:
             source=self.source.name,
             audio_clock=wall_time_of,
         )
-        session = make_session()
+        session = make_session(close_transcript_timeout=0.2)
         session.input.audio = audio_input
         failure: list[str] = []
 

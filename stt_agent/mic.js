@@ -293,13 +293,16 @@ class Recorder {
   }
 }
 
-const recorders = new WeakMap();
+// anywidget hands `initialize` and each view its own proxy of the model, so the proxies cannot
+// be the key: the widget's `_instance` id (one per Python object) is.
+const recorders = new Map();
 
 function recorderFor(model) {
-  let recorder = recorders.get(model);
+  const key = model.get("_instance");
+  let recorder = recorders.get(key);
   if (!recorder) {
     recorder = new Recorder(model);
-    recorders.set(model, recorder);
+    recorders.set(key, recorder);
   }
   return recorder;
 }
@@ -313,7 +316,9 @@ function initialize({ model }) {
   };
   model.on("msg:custom", onCommand);
   return () => {
+    // The widget was closed: let go of the microphone.
     model.off("msg:custom", onCommand);
+    recorders.delete(model.get("_instance"));
     recorder.stop();
   };
 }

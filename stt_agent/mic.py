@@ -19,6 +19,7 @@ import bisect
 import pathlib
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -91,9 +92,10 @@ class MicWidget(anywidget.AnyWidget):
     .stt-mic-level { height: 100%; width: 0; background: #1a7f37; transition: width 80ms linear; }
     .stt-mic-state { color: #57606a; }
     .stt-mic[data-state="recording"] .stt-mic-state { color: #cf222e; font-weight: 600; }
-    .stt-mic[data-state="denied"] .stt-mic-message, .stt-mic[data-state="no-device"] .stt-mic-message,
-    .stt-mic[data-state="insecure"] .stt-mic-message, .stt-mic[data-state="error"] .stt-mic-message {
-      color: #cf222e; }
+    .stt-mic[data-state="denied"] .stt-mic-message,
+    .stt-mic[data-state="no-device"] .stt-mic-message,
+    .stt-mic[data-state="insecure"] .stt-mic-message,
+    .stt-mic[data-state="error"] .stt-mic-message { color: #cf222e; }
     .stt-mic-message { flex-basis: 100%; color: #57606a; }
     .stt-mic-message:empty { display: none; }
     """
@@ -109,6 +111,8 @@ class MicWidget(anywidget.AnyWidget):
     # The AudioContext rate to ask for (0: the device's own); either way 16 kHz is sent.
     capture_rate = traitlets.Int(SAMPLE_RATE).tag(sync=True)
     context_rate = traitlets.Int(0).tag(sync=True)  # the AudioContext's actual rate
+    # Identifies this widget in the browser, where every view gets its own proxy of the model.
+    _instance = traitlets.Unicode().tag(sync=True)
 
     name = "microphone"
 
@@ -133,6 +137,10 @@ class MicWidget(anywidget.AnyWidget):
         self.samples_sent = 0  # samples handed on by the current `frames()`, silence included
         self.first_frame_at: float | None = None
         super().__init__(autostart=autostart, **kwargs)
+
+    @traitlets.default("_instance")
+    def _new_instance_id(self) -> str:
+        return uuid.uuid4().hex
 
     # --- browser -> kernel ---------------------------------------------------------------
 

@@ -256,9 +256,13 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JupyterLab]:
 # --- Chromium -------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def playwright() -> Iterator[Any]:
-    """Playwright's sync API; tests using it must be plain functions, not `async def`."""
+    """Playwright's sync API; tests using it must be plain functions, not `async def`.
+
+    Per test, not per session: while Playwright's sync API is started its event loop counts as
+    running on the main thread, and pytest-asyncio could not run any async test after it.
+    """
     if not Path(CHROMIUM).exists():
         pytest.skip(
             f"no Chromium at {CHROMIUM} (install Debian's `chromium` or set STT_AGENT_CHROMIUM)"
@@ -384,6 +388,16 @@ def run_all(page: Any) -> None:
     page.locator(".jp-NotebookPanel").first.click(position={"x": 5, "y": 5})
     page.locator(".lm-MenuBar-item", has_text=re.compile(r"^Run$")).click()
     page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+
+
+def run_cell(page: Any, source: str) -> None:
+    """Add a code cell at the end of the open notebook with `source`, and run it."""
+    page.locator(".jp-NotebookPanel .jp-Cell").last.click()
+    page.keyboard.press("Escape")  # command mode
+    page.keyboard.press("b")  # insert below
+    page.keyboard.press("Enter")  # edit mode
+    page.keyboard.insert_text(source)  # no key events: no auto-closed brackets
+    page.keyboard.press("Shift+Enter")
 
 
 def wait_for_text(page: Any, selector: str, text: str, timeout: float = 60.0) -> str:

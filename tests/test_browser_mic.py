@@ -21,6 +21,7 @@ from tests.browser import (  # noqa: E402
     fake_microphone_args,
     open_notebook,
     run_all,
+    run_cell,
     wait_for_kernel_idle,
     wait_for_text,
 )
@@ -92,10 +93,14 @@ def test_notebook_transcribes_the_microphone(lab, lab_page, save_screenshot):
     run_all(lab_page)
     wait_for_text(lab_page, ".stt-mic", "recording", timeout=60)
     wait_for_text(lab_page, ".stt-row", "fellow americans", timeout=60)
-    wait_for_text(lab_page, ".stt-row", "ask not", timeout=30)
     shot = save_screenshot(lab_page, "mic_transcript")
     assert lab_page.locator(".stt-mic-state").inner_text() == "recording"
-    print(f"microphone transcribed in JupyterLab in {time.monotonic() - started:.1f} s; {shot}")
+    # Stopping from Python reaches the browser, and the session finishes.
+    run_cell(lab_page, "mic.stop()\nawait handle.done()\nprint('state', handle.status.state)")
+    wait_for_text(lab_page, ".stt-mic-state", "stopped", timeout=15)
+    wait_for_text(lab_page, ".jp-OutputArea-output", "state finished", timeout=30)
+    final = save_screenshot(lab_page, "mic_stopped")
+    print(f"transcribed in JupyterLab in {time.monotonic() - started:.1f} s: {shot}, {final}")
 
 
 # --- the browser half on its own ------------------------------------------------------------
@@ -134,13 +139,30 @@ function fakeModel(attrs) {
   };
   return model;
 }
-window.startMic = (attrs) => {
+// anywidget gives initialize and every view a proxy object of their own.
+const proxy = (m) => ({
+  get: m.get, set: m.set.bind(m), save_changes: m.save_changes.bind(m), send: m.send.bind(m),
+  on: m.on.bind(m), off: m.off.bind(m),
+});
+window.getUserMediaCalls = 0;
+if (navigator.mediaDevices) {
+  const getUserMedia = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+  navigator.mediaDevices.getUserMedia = (constraints) => {
+    window.getUserMediaCalls++;
+    return getUserMedia(constraints);
+  };
+}
+window.startMic = (attrs, views = 1) => {
   const model = fakeModel({
     state: "idle", message: "", level: 0, autostart: true, chunk_ms: 100,
-    capture_rate: 16000, audio_processing: false, context_rate: 0, ...attrs,
+    capture_rate: 16000, audio_processing: false, context_rate: 0, _instance: "mic-1", ...attrs,
   });
-  widget.initialize({ model });
-  widget.render({ model, el: document.getElementById("view") });
+  widget.initialize({ model: proxy(model) });
+  for (let i = 0; i < views; i++) {
+    const el = document.createElement("div");
+    document.getElementById("view").appendChild(el);
+    widget.render({ model: proxy(model), el });
+  }
   window.mic = model;
 };
 window.received = () => {
@@ -171,9 +193,11 @@ def _harness(launch_chromium: Any, args: list[str], origin: str = SECURE_ORIGIN)
     return page
 
 
-def _record(page: Any, seconds: float, **attrs: Any) -> tuple[np.ndarray, list[str], dict]:
+def _record(
+    page: Any, seconds: float, views: int = 1, **attrs: Any
+) -> tuple[np.ndarray, list[str], dict]:
     """Autostart, record `seconds`, then stop as the kernel would; samples, events, attributes."""
-    page.evaluate("attrs => startMic(attrs)", attrs)
+    page.evaluate("([attrs, views]) => startMic(attrs, views)", [attrs, views])
     page.wait_for_function("mic.attrs.state === 'recording'", timeout=10_000)
     chunks = round(seconds * 10)
     page.wait_for_function(f"mic.chunks.length >= {chunks}", timeout=(seconds + 10) * 1000)
@@ -217,6 +241,18 @@ def test_browser_sends_16k_pcm_of_what_the_microphone_hears(
     pcm, rate = speech
     assert rate == 16_000
     assert _best_match(samples[1600:], pcm) > 0.9  # the recording itself, at 16 kHz
+
+
+def test_views_share_one_capture(launch_chromium, fake_mic_wav):
+    """The widget shown twice records once, and the kernel's stop reaches that one capture."""
+    page = _harness(launch_chromium, fake_microphone_args(fake_mic_wav))
+    started = time.monotonic()
+    samples, _, _ = _record(page, 1.0, views=2)
+    elapsed = time.monotonic() - started
+    assert page.evaluate("getUserMediaCalls") == 1
+    assert samples.size <= (elapsed + 0.5) * 16_000  # one stream's worth, not two
+    assert page.locator(".stt-mic-state").all_inner_texts() == ["stopped", "stopped"]
+    assert page.locator(".stt-mic-button").all_inner_texts() == ["● Start", "● Start"]
 
 
 def test_worklet_resampler_does_not_alias(launch_chromium, tmp_path):

@@ -8,7 +8,9 @@ with nbclient on this venv's `python3` kernel, in three situations:
 * a planted `.env` with random keys and unreachable servers: every notebook must still finish,
   tell the learner what is wrong, and never show a secret (outputs, errors, widget state);
 * a planted `.env` pointing at the LiveKit stand-in (tests/standins): the server API answers,
-  media does not, and notebooks must cope with exactly that.
+  media does not, and notebooks must cope with exactly that;
+* the same stand-in, but the `.env` holds a key pair it does not know: the notebooks must say
+  that the credentials were refused.
 
 The committed notebooks themselves must carry no outputs and no execution counts.
 New notebooks are picked up automatically: everything is parametrised over notebooks/*.ipynb.
@@ -54,6 +56,8 @@ SAYS_WHAT_IS_WRONG = (
     "not reachable",
     "no answer from",
 )
+# What a notebook says when a server refuses the configured key pair.
+SAYS_KEYS_ARE_WRONG = ("refused", "rejected", "unauthorized", "unauthenticated", "http 401")
 # A whole signed JWT (header.payload.signature): a token must never be shown, only decoded.
 JWT = re.compile(r"eyJ[\w-]{8,}\.eyJ[\w-]{8,}\.[\w-]{20,}")
 
@@ -68,7 +72,9 @@ def sandbox(tmp_path: Path) -> Path:
     """<tmp>/repo with pyproject.toml, .gitignore and a copy of notebooks/, and <tmp>/shared/speech
     linking to the real recordings, so `../../shared/speech/...` works from the notebooks."""
     if not (SHARED / "speech").is_dir():
-        pytest.fail(f"test recordings not found at {SHARED / 'speech'} (clone with shared/ beside it)")
+        pytest.fail(
+            f"test recordings not found at {SHARED / 'speech'} (clone with shared/ beside it)"
+        )
     root = tmp_path / "repo"
     root.mkdir()
     (root / "pyproject.toml").write_text('[project]\nname = "notebook-sandbox"\nversion = "0"\n')
@@ -210,7 +216,8 @@ def test_runs_without_settings(
     path = sandbox / "notebooks" / notebook.name
     nb, seconds, error = _execute(path, _kernel_env())
     _record(request, "no-env", notebook.stem, seconds)
-    assert error is None, f"{notebook.name} failed without a .env:\n{error}"
+    if error:
+        pytest.fail(f"{notebook.name} failed without a .env:\n{error}", pytrace=False)
     assert seconds <= BUDGET_S, f"{notebook.name} took {seconds:.0f} s (budget {BUDGET_S} s)"
     assert not _leaks(nb, {}), _leaks(nb, {})
 
@@ -238,7 +245,8 @@ def test_runs_with_unreachable_servers_and_leaks_nothing(
     _record(request, "unreachable", notebook.stem, seconds)
     leaks = _leaks(nb, secrets)  # checked first: a failed run must not leak either
     assert not leaks, f"{notebook.name} shows secrets: {'; '.join(leaks)}"
-    assert error is None, f"{notebook.name} failed with unreachable servers:\n{error}"
+    if error:
+        pytest.fail(f"{notebook.name} failed with unreachable servers:\n{error}", pytrace=False)
     assert seconds <= BUDGET_S, f"{notebook.name} took {seconds:.0f} s (budget {BUDGET_S} s)"
     shown = _shown_text(nb)
     assert any(phrase in shown for phrase in SAYS_WHAT_IS_WRONG), (
@@ -282,5 +290,32 @@ def test_runs_against_livekit_standin(
     _record(request, "stand-in", notebook.stem, seconds)
     leaks = _leaks(nb, {"LIVEKIT_API_SECRET": api_secret})
     assert not leaks, f"{notebook.name} shows secrets: {'; '.join(leaks)}"
-    assert error is None, f"{notebook.name} failed against the LiveKit stand-in:\n{error}"
+    if error:
+        pytest.fail(f"{notebook.name} failed against the LiveKit stand-in:\n{error}", pytrace=False)
     assert seconds <= BUDGET_S, f"{notebook.name} took {seconds:.0f} s (budget {BUDGET_S} s)"
+
+
+@notebook_params
+def test_runs_with_wrong_livekit_keys(
+    notebook: Path, sandbox: Path, request: pytest.FixtureRequest
+) -> None:
+    """A reachable server that refuses the configured key pair: finish, say so, no leaks."""
+    wrong_key, wrong_secret = "API" + token_hex(6), token_urlsafe(32)
+    with _livekit_standin("API" + token_hex(6), token_urlsafe(32)) as url:
+        _plant_env(
+            sandbox,
+            {"LIVEKIT_URL": url, "LIVEKIT_API_KEY": wrong_key, "LIVEKIT_API_SECRET": wrong_secret},
+        )
+        path = sandbox / "notebooks" / notebook.name
+        nb, seconds, error = _execute(path, _kernel_env())
+    _record(request, "wrong-keys", notebook.stem, seconds)
+    leaks = _leaks(nb, {"LIVEKIT_API_SECRET": wrong_secret})
+    assert not leaks, f"{notebook.name} shows secrets: {'; '.join(leaks)}"
+    if error:
+        pytest.fail(f"{notebook.name} failed with a refused key pair:\n{error}", pytrace=False)
+    assert seconds <= BUDGET_S, f"{notebook.name} took {seconds:.0f} s (budget {BUDGET_S} s)"
+    shown = _shown_text(nb)
+    assert any(phrase in shown for phrase in SAYS_KEYS_ARE_WRONG), (
+        f"{notebook.name} never tells the learner that the server refused the key pair "
+        f"(looked for: {', '.join(SAYS_KEYS_ARE_WRONG)})"
+    )
