@@ -7,9 +7,6 @@ prove that real audio flowed through `livekit-plugins-assemblyai`, not a script.
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,6 +20,7 @@ from stt_agent import TranscriptFeed, Utterance
 from stt_agent.config import Secret, Settings
 from stt_agent.engines import load_whisper, make_stt
 from stt_agent.probes import probe_assemblyai
+from tests.cli import clean_env, run_cli
 from tests.standins.assemblyai_v3 import AssemblyAIStandIn, Word
 
 REPO = Path(__file__).resolve().parents[1]
@@ -133,30 +131,19 @@ def _keep(made: list, engine):
     return engine
 
 
-def _cli(*args: str, env_extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "ASSEMBLYAI_"))}
-    env.update(env_extra)
-    return subprocess.run(
-        [sys.executable, "-m", "stt_agent", *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        env=env,
-        timeout=120,
-    )
-
-
 async def test_cli_uses_assemblyai_and_reports_a_wrong_key_in_one_line(aai, speech_dir):
     clip = str(speech_dir / "cmu_goforward.wav")
     env = {"ASSEMBLYAI_API_KEY": KEY, "ASSEMBLYAI_BASE_URL": aai.base_url}
-    ok = await asyncio.to_thread(_cli, "transcribe", "--engine", "assemblyai", clip, env_extra=env)
+    ok = await asyncio.to_thread(
+        run_cli, "transcribe", "--engine", "assemblyai", clip, env=clean_env(**env)
+    )
     assert ok.returncode == 0, ok.stderr
     assert "go forward" in normalise(ok.stdout)
     assert aai.sessions, "the CLI did not talk to the AssemblyAI endpoint"
 
     env["ASSEMBLYAI_API_KEY"] = "d" * 32
     started = time.perf_counter()
-    bad = await asyncio.to_thread(_cli, "transcribe", clip, env_extra=env)
+    bad = await asyncio.to_thread(run_cli, "transcribe", clip, env=clean_env(**env))
     assert time.perf_counter() - started < 30  # includes interpreter start-up
     assert bad.returncode == 1
     lines = bad.stderr.strip().splitlines()

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from stt_agent.config import ENV_VARS, Secret, Settings, find_env_file, load_settings
+from tests.cli import run_cli
 
 LK_TRIO = {
     "LIVEKIT_URL": "ws://localhost:7880",
@@ -423,20 +424,8 @@ def test_a_secret_cannot_be_pickled(tmp_path: Path) -> None:
 # --- the `check` command ------------------------------------------------------------------
 
 
-def _cli_env() -> dict[str, str]:
-    prefixes = ("LIVEKIT_", "ASSEMBLYAI_", "STT_AGENT_")
-    return {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
-
-
 def _run_check(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "stt_agent", "check", *args],
-        cwd=tmp_path,
-        env=_cli_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_cli("check", *args, cwd=tmp_path, timeout=60)
 
 
 def test_check_cli_unreachable_server_fails_without_leaking(tmp_path: Path) -> None:

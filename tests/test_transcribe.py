@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,21 +12,10 @@ import pytest
 from benchmarks.scoring import corpus_wer, normalise
 from stt_agent import TranscriptFeed, Utterance, transcribe, transcribe_file
 from stt_agent.audio import FileSource
+from tests.cli import run_cli
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS_WER_LIMIT = 0.08
-
-
-def _cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LIVEKIT_", "ASSEMBLYAI_"))}
-    return subprocess.run(
-        [sys.executable, "-m", "stt_agent", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=300,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +90,7 @@ async def test_numpy_array_source(speech_dir, local_stt):
 def test_cli_transcribes_and_reports_bad_files(tmp_path, jfk):
     bad = tmp_path / "notes.wav"
     bad.write_text("this is not audio")
-    result = _cli("transcribe", str(jfk), str(tmp_path / "missing.mp3"), str(bad))
+    result = run_cli("transcribe", str(jfk), str(tmp_path / "missing.mp3"), str(bad))
     assert result.returncode == 2
     # one line per utterance, "[start → end] text": the words, without the times
     words = " ".join(line.split("] ", 1)[1] for line in result.stdout.splitlines())
@@ -121,7 +107,7 @@ def test_cli_transcribes_and_reports_bad_files(tmp_path, jfk):
 
 
 def test_cli_json_lines(jfk):
-    result = _cli("transcribe", "--json", str(jfk))
+    result = run_cli("transcribe", "--json", str(jfk))
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert records
@@ -132,14 +118,14 @@ def test_cli_json_lines(jfk):
 
 
 def test_cli_help_lists_the_livekit_commands():
-    result = _cli("--help")
+    result = run_cli("--help")
     assert result.returncode == 0
     for command in ("dev", "start", "console", "connect", "download-files", "transcribe", "check"):
         assert command in result.stdout
 
 
-def test_livekit_dev_command_reaches_livekits_cli():
+def test_livekit_dev_command_reaches_livekitsrun_cli():
     """`dev --help` is answered by LiveKit's own CLI, as in the tutorial's `stt_agent.py dev`."""
-    result = _cli("dev", "--help")
+    result = run_cli("dev", "--help")
     assert result.returncode == 0, result.stderr
     assert "--url" in result.stdout and "--api-key" in result.stdout
