@@ -7,10 +7,12 @@ utterances = await stt_agent.transcribe_file("talk.wav")   # local mode, no keys
 from .agent import Transcriber, build_server, entrypoint, make_session
 from .audio import ArraySource, AudioSource, AudioSourceError, FileSource
 from .config import Secret, Settings, load_settings
+from .credentials_form import CredentialsForm
 from .engines import LocalSTT, make_stt
 from .feed import MetricsEvent, TranscriptFeed, Utterance
 from .handlers import TurnHandlers, append_jsonl, keyword_alert, redact, words_per_minute
 from .local import transcribe, transcribe_file
+from .probes import usable_engine
 from .runtime import AgentHandle, AgentStatus, start_agent, start_local
 from .widgets import StatusView, TranscriptView
 
@@ -20,6 +22,7 @@ __all__ = [
     "ArraySource",
     "AudioSource",
     "AudioSourceError",
+    "CredentialsForm",
     "FileSource",
     "LocalSTT",
     "MetricsEvent",
@@ -43,5 +46,6 @@ __all__ = [
     "start_local",
     "transcribe",
     "transcribe_file",
+    "usable_engine",
     "words_per_minute",
 ]

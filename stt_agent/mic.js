@@ -278,6 +278,15 @@ class Recorder {
     this.setState(state, message);
   }
 
+  dispose() {
+    // No state to report: the model is gone with its comm.
+    const session = this.session;
+    if (!session) return;
+    session.cancelled = true;
+    if (session.resumed) session.resumed();
+    this.release(session);
+  }
+
   async release(session) {
     if (this.session === session) this.session = null;
     if (session.stream) for (const track of session.stream.getTracks()) track.stop();
@@ -319,7 +328,7 @@ function initialize({ model }) {
     // The widget was closed: let go of the microphone.
     model.off("msg:custom", onCommand);
     recorders.delete(model.get("_instance"));
-    recorder.stop();
+    recorder.dispose();
   };
 }
 

@@ -100,3 +100,23 @@ async def probe_assemblyai(settings: Settings, timeout_s: float = DEFAULT_TIMEOU
             "dashboard",
         )
     return ProbeResult(service, False, f"{url} answered HTTP {status}")
+
+
+async def usable_engine(
+    settings: Settings, timeout_s: float = DEFAULT_TIMEOUT_S
+) -> tuple[str, str]:
+    """The engine to use now and why: the configured one if it answers, else the local one.
+
+    For notebooks and workshops: a key that is wrong, or a network that is down, should mean
+    "transcribe locally and say why", not a failed cell.
+    """
+    if settings.engine == "local":
+        return "local", "Using the local engine (no AssemblyAI key configured)."
+    result = await probe_assemblyai(settings, timeout_s)
+    if result.ok:
+        return "assemblyai", "Using AssemblyAI (the key is valid)."
+    return (
+        "local",
+        f"AssemblyAI is configured but not usable ({result.message}); "
+        "using the local engine instead.",
+    )

@@ -205,10 +205,13 @@ async def start_local(
     feed: TranscriptFeed | None = None,
     realtime: bool = True,
     stt: lk_stt.STT | None = None,
+    engine: str | None = None,
     settings: Settings | None = None,
     sample_rate: int = 16_000,
 ) -> AgentHandle:
     """Transcribe a file, array or widget in the background; returns at once.
+
+    The STT is `stt` if given, else `make_stt(settings, engine=engine)` (closed at the end).
 
     `handle = await stt_agent.start_local("talk.wav")`, then
     `stt_agent.TranscriptView(handle.feed)` shows the words as they are spoken.
@@ -216,9 +219,9 @@ async def start_local(
     audio = as_source(source, realtime=realtime, sample_rate=sample_rate)
     handle = AgentHandle("local", feed if feed is not None else TranscriptFeed())
     await _replace_current(handle)
-    engine = stt if stt is not None else make_stt(settings or load_settings())
-    owns_engine = stt is None  # close what we opened (HTTP sessions), never the caller's
-    run = LocalRun(source=audio, stt=engine, feed=handle.feed, handlers=handle.handlers)
+    recogniser = stt if stt is not None else make_stt(settings or load_settings(), engine=engine)
+    owns_recogniser = stt is None  # close what we opened (HTTP sessions), never the caller's
+    run = LocalRun(source=audio, stt=recogniser, feed=handle.feed, handlers=handle.handlers)
     started = asyncio.Event()
 
     async def main() -> None:
@@ -236,8 +239,8 @@ async def start_local(
         except Exception as e:
             handle._set_status(state="error", error=_describe(e))
         finally:
-            if owns_engine:
-                await engine.aclose()
+            if owns_recogniser:
+                await recogniser.aclose()
 
     handle._task = asyncio.create_task(main(), name="stt_agent.local")
     handle._stopper = run.request_stop
