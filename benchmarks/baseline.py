@@ -130,6 +130,7 @@ class MeasuredWhisperSTT(WhisperSTT):
         self.in_flight = 0
         self.last_activity = time.monotonic()
         self.unlocated = 0
+        self.decode_s = 0.0  # time inside the recipe's recognition, summed
 
     async def _recognize_impl(
         self,
@@ -139,7 +140,7 @@ class MeasuredWhisperSTT(WhisperSTT):
         conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
     ) -> stt.SpeechEvent:
         self.in_flight += 1
-        self.last_activity = time.monotonic()
+        started = self.last_activity = time.monotonic()
         try:
             event = await super()._recognize_impl(
                 buffer, language=language, conn_options=conn_options
@@ -147,6 +148,7 @@ class MeasuredWhisperSTT(WhisperSTT):
         finally:
             self.in_flight -= 1
             self.last_activity = time.monotonic()
+            self.decode_s += self.last_activity - started
         samples = np.frombuffer(utils.combine_frames(buffer).data, dtype=np.int16)
         offset = locate(self._haystack, samples)
         if offset is None:
@@ -171,6 +173,7 @@ class BaselineRun:
     vad: vad.VAD
     feed: TranscriptFeed
     agent: Transcriber | None = None
+    drain_timed_out: bool = False
     _finals: list[Utterance] = field(default_factory=list)
 
     async def run(self) -> list[Utterance]:
@@ -183,7 +186,9 @@ class BaselineRun:
             feed=self.feed,
             source=self.source.name,
         )
-        session = AgentSession(vad=self.vad)
+        # Defaults throughout, except how long closing waits for a transcript that may still
+        # come (2 s): runs close only once everything is delivered, so that wait is dead time.
+        session = AgentSession(vad=self.vad, session_close_transcript_timeout=0.1)
         session.input.audio = audio_input
         try:
             await session.start(agent=self.agent, record=False)
@@ -203,7 +208,9 @@ class BaselineRun:
         streams = getattr(self.vad, "_streams", None)
         if streams is None:
             return True
-        return all(s._input_ch.empty() for s in list(streams) if hasattr(s, "_input_ch"))
+        # Streams of sessions already closed linger in the set until collected: skip them.
+        live = [s for s in list(streams) if not getattr(s, "_task", None) or not s._task.done()]
+        return all(s._input_ch.empty() for s in live if hasattr(s, "_input_ch"))
 
     async def _drain(self, agent: Transcriber) -> None:
         deadline = time.monotonic() + _DRAIN_TIMEOUT_S
@@ -218,3 +225,4 @@ class BaselineRun:
                 busy_at = time.monotonic()
             elif time.monotonic() - busy_at >= quiet:
                 return
+        self.drain_timed_out = True

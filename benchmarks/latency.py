@@ -19,6 +19,7 @@ from .runs import RunRecord
 @dataclass
 class Latencies:
     eos_to_final_ms: list[float] = field(default_factory=list)
+    eos_clipped_flags: list[bool] = field(default_factory=list)  # one per eos_to_final_ms
     first_interim_ms: list[float] = field(default_factory=list)
     finals: int = 0
     without_interim: int = 0
@@ -27,11 +28,18 @@ class Latencies:
 
     def extend(self, other: Latencies) -> None:
         self.eos_to_final_ms += other.eos_to_final_ms
+        self.eos_clipped_flags += other.eos_clipped_flags
         self.first_interim_ms += other.first_interim_ms
         self.finals += other.finals
         self.without_interim += other.without_interim
         self.untimed += other.untimed
         self.eos_clipped += other.eos_clipped
+
+    @property
+    def eos_to_final_unclipped_ms(self) -> list[float]:
+        """Only the finals whose EOS the audio pins down (see `clips.end_of_speech`)."""
+        pairs = zip(self.eos_to_final_ms, self.eos_clipped_flags, strict=True)
+        return [v for v, clipped in pairs if not clipped]
 
 
 def measure(record: RunRecord) -> Latencies:
@@ -55,6 +63,7 @@ def measure(record: RunRecord) -> Latencies:
             out.untimed += 1
             continue
         out.eos_clipped += eos.clipped
+        out.eos_clipped_flags.append(eos.clipped)
         out.eos_to_final_ms.append((u.received_at - (t0 + eos.at_s)) * 1000)
         onset = speech_onset(record.clip, u.start)
         if interim is None or onset is None:

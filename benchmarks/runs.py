@@ -91,4 +91,6 @@ async def run_baseline(clip: Clip, baseline: Baseline, *, realtime: bool) -> Run
         record.ended_at = time.time()
         record.first_frame_at = source.first_frame_at
         record.notes["unlocated"] = engine.unlocated
+        record.notes["drain_timed_out"] = int(run.drain_timed_out)
+        record.notes["decode_ms"] = round(engine.decode_s * 1000)
     return record

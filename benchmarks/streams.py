@@ -22,7 +22,7 @@ from .latency import Latencies, measure, percentile
 from .runs import RunRecord, run_kit
 
 KEEP_UP_P95_MS = 1500.0
-_FINISH_GRACE_S = 6.0  # after the audio (and its 1 s of trailing silence) has been played
+_FINISH_GRACE_S = 4.0  # after the audio (and its 1 s of trailing silence) has been played
 
 
 @dataclass

@@ -143,7 +143,7 @@ async def _run(plan: Plan, progress: Progress) -> dict[str, Any]:
     kit_lat, base_lat = Latencies(), Latencies()
     kit_lag: list[float] = []
     base_lag: list[float] = []
-    unlocated = 0
+    unlocated = drain_timeouts = 0
     for rep in range(plan.repeats):
         for name in latency_names:
             clip: Clip = clips[name]
@@ -159,6 +159,7 @@ async def _run(plan: Plan, progress: Progress) -> dict[str, Any]:
             base_lag += lag.samples_ms
             base_lat.extend(measure(record))
             unlocated += record.notes.get("unlocated", 0)
+            drain_timeouts += record.notes.get("drain_timed_out", 0)
 
     kit_fast_wer = [kit_fast[n] for n in wer_names]
     return {
@@ -175,8 +176,22 @@ async def _run(plan: Plan, progress: Progress) -> dict[str, Any]:
         "max_realtime_streams": streams.max_streams,
         "baseline_eos_to_final_ms_p50": _ms(percentile(base_lat.eos_to_final_ms, 50)),
         "baseline_eos_to_final_ms_p95": _ms(percentile(base_lat.eos_to_final_ms, 95)),
+        "eos_to_final_ms_p50_unclipped": _ms(percentile(kit_lat.eos_to_final_unclipped_ms, 50)),
+        "eos_to_final_ms_p95_unclipped": _ms(percentile(kit_lat.eos_to_final_unclipped_ms, 95)),
+        "baseline_eos_to_final_ms_p50_unclipped": _ms(
+            percentile(base_lat.eos_to_final_unclipped_ms, 50)
+        ),
+        "baseline_eos_to_final_ms_p95_unclipped": _ms(
+            percentile(base_lat.eos_to_final_unclipped_ms, 95)
+        ),
         "baseline_wer": round(_wer(base_fast), 4),
         "baseline_rtf": round(_rtf(base_fast), 4),
+        "baseline_decode_rtf": round(
+            sum(r.notes.get("decode_ms", 0) for r in base_fast)
+            / 1000
+            / sum(r.clip.duration_s for r in base_fast),
+            4,
+        ),
         "baseline_loop_lag_ms_p50": _ms(percentile(base_lag, 50)),
         "baseline_loop_lag_ms_p99": _ms(percentile(base_lag, 99)),
         "model_load_s": round(load["total_s"], 3),
@@ -193,6 +208,8 @@ async def _run(plan: Plan, progress: Progress) -> dict[str, Any]:
             "baseline_timed": len(base_lat.eos_to_final_ms),
             "baseline_eos_clipped": base_lat.eos_clipped,
             "baseline_unlocated": unlocated,
+            "baseline_drain_timeouts": drain_timeouts
+            + sum(r.notes.get("drain_timed_out", 0) for r in base_fast),
             "loop_lag_ticks": len(kit_lag),
         },
         "streams": {
@@ -228,6 +245,8 @@ async def _run(plan: Plan, progress: Progress) -> dict[str, Any]:
                 "at or after u.start - 0.3 s"
             ),
             "rtf": "sum(run start -> last final) / sum(clip seconds), as fast as possible",
+            "baseline_decode_rtf": "time inside faster-whisper transcribe() / clip seconds",
+            "unclipped": "the same latency over finals whose EOS is not on the window's edge",
             "loop_lag": "lateness of a 10 ms asyncio ticker during the kit's real-time runs",
         },
         "machine": info,

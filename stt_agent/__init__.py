@@ -12,6 +12,7 @@ from .engines import LocalSTT, make_stt
 from .feed import MetricsEvent, TranscriptFeed, Utterance
 from .handlers import TurnHandlers, append_jsonl, keyword_alert, redact, words_per_minute
 from .local import transcribe, transcribe_file
+from .mic import MicrophoneError, MicWidget
 from .probes import usable_engine
 from .runtime import AgentHandle, AgentStatus, start_agent, start_local
 from .widgets import StatusView, TranscriptView
@@ -26,6 +27,8 @@ __all__ = [
     "FileSource",
     "LocalSTT",
     "MetricsEvent",
+    "MicWidget",
+    "MicrophoneError",
     "Secret",
     "Settings",
     "StatusView",

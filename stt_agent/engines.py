@@ -38,9 +38,12 @@ from livekit.agents.types import (
     NotGivenOr,
 )
 
+# LiveKit plugins register themselves on import and insist on the main thread; import it
+# here, not lazily inside the model-loading thread.
+from livekit.plugins import silero
+
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
-    from livekit.plugins import silero
 
     from .config import Settings
 
@@ -148,6 +151,10 @@ class _Progress:
         self._announced = False
 
     def _announce(self) -> None:
+        # In a notebook a print from this timer thread would land in whatever cell is
+        # running; there the agent's status view says "loading" instead.
+        if "ipykernel" in sys.modules:
+            return
         self._announced = True
         print(f"Loading {self.what}…", file=sys.stderr, flush=True)
 
@@ -195,8 +202,6 @@ def load_vad() -> silero.VAD:
     global _vad
     with _vad_lock:
         if _vad is None:
-            from livekit.plugins import silero
-
             # 0.45 s of silence ends an utterance: short enough for snappy finals, long enough
             # not to split a sentence at a comma.
             _vad = silero.VAD.load(
@@ -276,6 +281,10 @@ class LocalSTT(stt.STT):
     @property
     def provider(self) -> str:
         return "faster-whisper (local)"
+
+    @property
+    def is_loaded(self) -> bool:
+        return self._model_name in _models and self._vad is not None
 
     def prewarm(self) -> None:
         load_whisper(self._model_name)

@@ -29,7 +29,7 @@ from livekit.agents import stt as lk_stt
 from .agent import Transcriber, make_session
 from .audio import as_source
 from .config import Settings, load_settings
-from .engines import make_stt
+from .engines import LocalSTT, make_stt
 from .feed import TranscriptFeed, Utterance
 from .handlers import Handler, TurnHandlers
 from .local import LocalRun
@@ -226,6 +226,9 @@ async def start_local(
 
     async def main() -> None:
         try:
+            if isinstance(recogniser, LocalSTT) and not recogniser.is_loaded:
+                handle._set_status(detail=f"loading the speech model ({recogniser.model})…")
+                await asyncio.to_thread(recogniser.prewarm)
             starter = asyncio.create_task(started.wait())
             runner = asyncio.ensure_future(run.run(started=started))
             await asyncio.wait({starter, runner}, return_when=asyncio.FIRST_COMPLETED)
