@@ -20,35 +20,40 @@ _COLOURS = {"kit": "#1f77b4", "baseline": "#d62728"}
 def latency_png(result: dict[str, Any], path: Path) -> Path:
     samples = result["samples"]
     series = {
-        "kit": samples["kit_eos_to_final_ms"],
-        "baseline": samples["baseline_eos_to_final_ms"],
+        name: (
+            np.asarray(samples[f"{name}_eos_to_final_ms"], dtype=float),
+            np.asarray(samples.get(f"{name}_eos_clipped") or [], dtype=bool),
+        )
+        for name in ("kit", "baseline")
     }
     fig, ax = plt.subplots(figsize=(9, 4.8), dpi=110)
     rng = np.random.default_rng(0)
-    for row, (name, values) in enumerate(series.items()):
+    for row, (name, (values, clipped)) in enumerate(series.items()):
         y = len(series) - 1 - row
-        if not values:
-            ax.text(0, y, f"{name}: no samples", va="center")
+        if values.size == 0:
+            ax.text(10, y, f"{name}: no samples", va="center")
             continue
+        if clipped.size != values.size:
+            clipped = np.zeros(values.size, dtype=bool)
         colour = _COLOURS[name]
-        ax.boxplot(
-            values,
-            positions=[y],
-            orientation="horizontal",
-            widths=0.5,
-            showfliers=False,
-            whis=(5, 95),
-            patch_artist=True,
-            boxprops={"facecolor": colour, "alpha": 0.18, "edgecolor": colour},
-            medianprops={"color": colour, "linewidth": 2},
-            whiskerprops={"color": colour},
-            capprops={"color": colour},
+        # Box = interquartile range; p50 and p95 are drawn and labelled explicitly.
+        q1, p50, q3, p95 = np.percentile(values, [25, 50, 75, 95])
+        ax.add_patch(
+            plt.Rectangle((q1, y - 0.25), q3 - q1, 0.5, facecolor=colour, alpha=0.15, lw=0)
         )
-        jitter = rng.uniform(-0.17, 0.17, size=len(values))
-        ax.scatter(values, y + jitter, s=14, color=colour, alpha=0.65, zorder=3)
-        p50, p95 = np.percentile(values, [50, 95])
-        for q, value, dy in (("p50", p50, 0.36), ("p95", p95, -0.36)):
-            ax.plot([value, value], [y - 0.3, y + 0.3], color=colour, linewidth=1.5)
+        y_dots = y + rng.uniform(-0.17, 0.17, size=values.size)
+        ax.scatter(values[~clipped], y_dots[~clipped], s=16, color=colour, alpha=0.7, zorder=3)
+        ax.scatter(
+            values[clipped],
+            y_dots[clipped],
+            s=16,
+            facecolors="none",
+            edgecolors=colour,
+            alpha=0.8,
+            zorder=3,
+        )
+        for q, value, dy in (("p50", p50, 0.38), ("p95", p95, -0.38)):
+            ax.plot([value, value], [y - 0.3, y + 0.3], color=colour, linewidth=2)
             ax.annotate(
                 f"{q} {value:.0f} ms",
                 (value, y + dy),
@@ -60,19 +65,23 @@ def latency_png(result: dict[str, Any], path: Path) -> Path:
             )
     for target, label in ((600, "goal p50 600 ms"), (1000, "goal p95 1000 ms")):
         ax.axvline(target, color="grey", linestyle="--", linewidth=0.9)
-        ax.text(target, len(series) - 0.45, label, fontsize=8, color="grey", ha="left")
+        ax.text(target + 8, len(series) - 0.5, label, fontsize=8, color="grey", ha="left")
     ax.set_yticks(
         range(len(series)),
-        [f"{n}\n(n={len(series[n])})" for n in reversed(series)],
+        [f"{n}\n(n={series[n][0].size})" for n in reversed(series)],
     )
-    ax.set_ylim(-0.6, len(series) - 0.35)
+    ax.set_ylim(-0.6, len(series) - 0.4)
     ax.set_xlim(left=0)
-    ax.set_xlabel("end of speech (from the audio) -> final utterance in the feed (ms)")
+    ax.set_xlabel(
+        "end of speech (from the audio) -> final utterance in the feed (ms)\n"
+        "dots: finals (hollow: EOS on the search window's edge, an underestimate); "
+        "band: interquartile range",
+        fontsize=8.5,
+    )
     ax.grid(axis="x", alpha=0.3)
-    kit_n = len(series["kit"])
     ax.set_title(
-        f"EOS -> final latency, real-time paced, kit vs plain LiveKit baseline "
-        f"({result.get('plan')}, {kit_n} kit finals)\n{machine.short(result['machine'])}",
+        f"EOS -> final latency, real-time paced: kit vs plain LiveKit baseline "
+        f"({result.get('plan')} run)\n{machine.short(result['machine'])}",
         fontsize=9.5,
     )
     fig.tight_layout()

@@ -231,6 +231,8 @@ async def _run(plan: Plan, progress: Progress) -> dict[str, Any]:
         "samples": {
             "kit_eos_to_final_ms": [round(x, 1) for x in kit_lat.eos_to_final_ms],
             "baseline_eos_to_final_ms": [round(x, 1) for x in base_lat.eos_to_final_ms],
+            "kit_eos_clipped": kit_lat.eos_clipped_flags,
+            "baseline_eos_clipped": base_lat.eos_clipped_flags,
             "kit_first_interim_ms": [round(x, 1) for x in kit_lat.first_interim_ms],
         },
         "definitions": {

@@ -32,12 +32,15 @@ def test_transcriber_notebook_shows_the_words_live(lab, lab_page, save_screensho
     run_all(lab_page)
     # Interim or final, the words arrive while the recording is still playing...
     wait_for_text(lab_page, ".stt-transcript-view", "fellow americans", timeout=90)
+    view = lab_page.locator(".stt-transcript-view").first
+    view.scroll_into_view_if_needed()
     live = save_screenshot(lab_page, "notebook03_live")
     # ...and the final utterances, with their latency, end up in the list.
     text = wait_for_text(lab_page, ".stt-row", "ask not", timeout=90)
     assert "country" in text.lower() or "ask not" in text.lower()
     wait_for_text(lab_page, ".stt-status", "stopped", timeout=90)
-    final = save_screenshot(lab_page, "notebook03_done", full_page=True)
+    view.scroll_into_view_if_needed()
+    final = save_screenshot(lab_page, "notebook03_done")
     rows = lab_page.locator(".stt-row").all_inner_texts()
     assert len(rows) >= 3, rows
     assert all(" ms" in row for row in rows)  # every final shows its latency
