@@ -359,10 +359,14 @@ def save_screenshot(screenshot_dir: Path) -> Callable[..., Path]:
 # --- JupyterLab helpers ---------------------------------------------------------------------
 
 
+_VISIBLE_NOTEBOOK = ".jp-NotebookPanel:not(.lm-mod-hidden)"
+
+
 def open_notebook(page: Any, path: str, *, timeout: float = 60.0) -> None:
     """Open `path` (relative to the server's root) and wait for its cells to be on screen."""
-    page.goto(f"lab/tree/{path}")
-    page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for(
+    # ?reset: a clean workspace, so tabs restored from an earlier test cannot take the focus.
+    page.goto(f"lab/tree/{path}?reset")
+    page.locator(f"{_VISIBLE_NOTEBOOK} .jp-Cell").first.wait_for(
         state="visible", timeout=timeout * 1000
     )
     # A kernel picker appears when the notebook's kernel is unknown; take the default.
@@ -385,14 +389,14 @@ def wait_for_kernel_idle(page: Any, *, timeout: float = 60.0) -> None:
 
 def run_all(page: Any) -> None:
     """Run > Run All Cells, through the menu (a real click, which browsers count as a gesture)."""
-    page.locator(".jp-NotebookPanel").first.click(position={"x": 5, "y": 5})
+    page.locator(_VISIBLE_NOTEBOOK).first.click(position={"x": 5, "y": 5})
     page.locator(".lm-MenuBar-item", has_text=re.compile(r"^Run$")).click()
     page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
 
 
 def run_cell(page: Any, source: str) -> None:
     """Add a code cell at the end of the open notebook with `source`, and run it."""
-    page.locator(".jp-NotebookPanel .jp-Cell").last.click()
+    page.locator(f"{_VISIBLE_NOTEBOOK} .jp-Cell").last.click()
     page.keyboard.press("Escape")  # command mode
     page.keyboard.press("b")  # insert below
     page.keyboard.press("Enter")  # edit mode
