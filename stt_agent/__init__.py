@@ -14,7 +14,9 @@ from .handlers import TurnHandlers, append_jsonl, keyword_alert, redact, words_p
 from .local import transcribe, transcribe_file
 from .mic import MicrophoneError, MicWidget
 from .probes import usable_engine
+from .rooms import RoomSession, mint_user_token, open_room, playground_url, show_room
 from .runtime import AgentHandle, AgentStatus, start_agent, start_local
+from .speaker import VirtualSpeaker
 from .widgets import StatusView, TranscriptView
 
 __all__ = [
@@ -29,6 +31,7 @@ __all__ = [
     "MetricsEvent",
     "MicWidget",
     "MicrophoneError",
+    "RoomSession",
     "Secret",
     "Settings",
     "StatusView",
@@ -37,6 +40,7 @@ __all__ = [
     "TranscriptView",
     "TurnHandlers",
     "Utterance",
+    "VirtualSpeaker",
     "append_jsonl",
     "build_server",
     "entrypoint",
@@ -44,7 +48,11 @@ __all__ = [
     "load_settings",
     "make_session",
     "make_stt",
+    "mint_user_token",
+    "open_room",
+    "playground_url",
     "redact",
+    "show_room",
     "start_agent",
     "start_local",
     "transcribe",

@@ -13,6 +13,7 @@ into a `TranscriptFeed` for the notebook's widgets.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterable, Callable
@@ -73,14 +74,51 @@ class Transcriber(Agent):
         self.last_stt_event_at = 0.0
         self.finals_seen = 0
         self.speech_pending = False  # words heard (interim) that no final has closed yet
+        self._last_interim: Utterance | None = None
+        self._delivering = 0  # turns inside the handlers right now
+        self._background: set[asyncio.Task[None]] = set()
 
     async def on_enter(self) -> None:
         if self.stt is not None:
             self.stt.on("metrics_collected", self._on_stt_metrics)
+            self.stt.on("error", self._on_stt_error)
 
     async def on_exit(self) -> None:
         if self.stt is not None:
             self.stt.off("metrics_collected", self._on_stt_metrics)
+            self.stt.off("error", self._on_stt_error)
+
+    def _on_stt_error(self, error: stt.STTError) -> None:
+        """A dropped connection loses the turn in flight: the new session only hears what
+        comes next, and the old one never sends its final. Keep what was heard by delivering
+        the last interim as a final, marked as such, instead of losing those words."""
+        heard, self._last_interim = self._last_interim, None
+        if not error.recoverable or heard is None or not self.speech_pending:
+            return
+        self.speech_pending = False
+        rescued = Utterance(
+            text=heard.text,
+            final=True,
+            participant=heard.participant,
+            start=heard.start,
+            end=heard.end,
+            language=heard.language,
+            source=heard.source,
+            annotations={"recovered": "last interim before the STT connection dropped"},
+        )
+        logger.info(f" -> {rescued.text}")
+        task = asyncio.create_task(self._deliver_turn(rescued))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _deliver_turn(self, utterance: Utterance) -> None:
+        self._delivering += 1
+        try:
+            await self.handlers.run(utterance)
+            self.feed.publish(utterance)
+            self.delivered += 1
+        finally:
+            self._delivering -= 1
 
     def _on_stt_metrics(self, metrics: Any) -> None:
         if getattr(metrics, "audio_duration", 0):
@@ -104,41 +142,41 @@ class Transcriber(Agent):
         if event.type == stt.SpeechEventType.FINAL_TRANSCRIPT:
             self.finals_seen += 1
             self.speech_pending = False
+            self._last_interim = None
             if event.alternatives:
                 self._turn_finals.append(event)
         elif event.type == stt.SpeechEventType.INTERIM_TRANSCRIPT and event.alternatives:
             alt = event.alternatives[0]
             if alt.text.strip():
                 self.speech_pending = True
-                self.feed.publish(
-                    Utterance(
-                        text=alt.text.strip(),
-                        final=False,
-                        participant=self._participant(),
-                        start=alt.start_time or None,
-                        end=alt.end_time or None,
-                        language=str(alt.language) if alt.language else None,
-                        source=self.source,
-                    )
+                self._last_interim = Utterance(
+                    text=alt.text.strip(),
+                    final=False,
+                    participant=self._participant(),
+                    start=alt.start_time or None,
+                    end=alt.end_time or None,
+                    language=str(alt.language) if alt.language else None,
+                    source=self.source,
                 )
+                self.feed.publish(self._last_interim)
 
     async def on_user_turn_completed(
         self, turn_ctx: llm.ChatContext, new_message: llm.ChatMessage
     ) -> None:
         user_transcript = new_message.text_content or ""
         logger.info(f" -> {user_transcript}")
+        # No await between taking the turn's finals and entering _deliver_turn: a drain
+        # watching `turn_in_progress` cannot slip in between.
         utterance = self._utterance(user_transcript)
         if getattr(new_message, "metrics", None):
             self.feed.publish(MetricsEvent("eou", dict(new_message.metrics)))
-        await self.handlers.run(utterance)
-        self.feed.publish(utterance)
-        self.delivered += 1
+        await self._deliver_turn(utterance)
         raise StopResponse()
 
     @property
     def turn_in_progress(self) -> bool:
         """A final transcript has been seen whose turn has not been delivered yet."""
-        return bool(self._turn_finals)
+        return bool(self._turn_finals) or self._delivering > 0
 
     def _utterance(self, text: str) -> Utterance:
         finals, self._turn_finals = self._turn_finals, []

@@ -103,6 +103,10 @@ async def test_dropped_connection_is_retried_without_losing_or_repeating(aai, sp
     assert "the narrative would be tedious to him" in text
     words = text.split()
     assert words.count("narrative") == 1 and words.count("tedious") == 1
+    # the turn in flight when the connection dropped is not lost: its last interim is kept
+    rescued = [u for u in finals if "recovered" in u.annotations]
+    assert len(rescued) == 1 and "reader" in normalise(rescued[0].text)
+    assert words.count("reader") == 1
 
 
 async def test_wrong_key_fails_fast_with_one_clear_reason(aai, jfk, engines):

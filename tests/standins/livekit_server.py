@@ -11,6 +11,10 @@ clients installed here (livekit-agents 1.8.9 ``worker.py``, livekit-api 1.2.2):
   -> AvailabilityResponse -> JobAssignment (with a room-join token signed with the API secret).
 * ``POST /twirp/livekit.RoomService/{CreateRoom,ListRooms,DeleteRoom,ListParticipants}`` with the
   same grants the real server requires, protobuf or JSON bodies, and Twirp JSON errors.
+* ``POST /twirp/livekit.AgentDispatchService/CreateDispatch`` (roomAdmin grant for that room, as
+  the real server checks it): the dispatch is recorded in :attr:`LiveKitStandIn.dispatches` (a
+  missing room is created: a simplification). It is not forwarded to a worker automatically; a
+  test that wants the worker to get the job calls :meth:`LiveKitStandIn.dispatch_job` itself.
 
 What is NOT implemented: ``/rtc`` (room signalling) and therefore the whole WebRTC media path.
 That is LiveKit's SFU and is not faked here: every ``/rtc...`` request gets a quick 501 with a
@@ -34,7 +38,7 @@ from aiohttp import WSMsgType, web
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 from livekit import api
-from livekit.protocol import agent, models, room
+from livekit.protocol import agent, agent_dispatch, models, room
 
 STANDIN_VERSION = "standin-1.0"
 # protocol numbers the real server advertises in ServerInfo (signal protocol / agent protocol)
@@ -127,6 +131,7 @@ class LiveKitStandIn:
         self.jobs: dict[str, agent.Job] = {}
         self.rooms: dict[str, models.Room] = {}
         self.rtc_requests: list[str] = []  # paths of refused /rtc attempts (query stripped)
+        self.dispatches: list[agent_dispatch.AgentDispatch] = []  # from CreateDispatch
 
         self._pending_availability: dict[str, asyncio.Future[agent.AvailabilityResponse]] = {}
         self._changed: asyncio.Condition | None = None
@@ -171,6 +176,9 @@ class LiveKitStandIn:
         app = web.Application()
         app.router.add_get("/agent", self._handle_agent)
         app.router.add_post("/twirp/livekit.RoomService/{method}", self._handle_room_service)
+        app.router.add_post(
+            "/twirp/livekit.AgentDispatchService/{method}", self._handle_dispatch_service
+        )
         app.router.add_route("*", "/rtc{tail:.*}", self._handle_rtc)
         # no access log: /rtc and /agent requests carry tokens in the URL or headers
         self._runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)
@@ -447,13 +455,26 @@ class LiveKitStandIn:
         return self.rooms[name]
 
     async def _handle_room_service(self, request: web.Request) -> web.Response:
-        method = request.match_info["method"]
         handlers: dict[str, tuple[type[Message], Callable[[Any, api.Claims | None], Message]]] = {
             "CreateRoom": (room.CreateRoomRequest, self._create_room),
             "ListRooms": (room.ListRoomsRequest, self._list_rooms),
             "DeleteRoom": (room.DeleteRoomRequest, self._delete_room),
             "ListParticipants": (room.ListParticipantsRequest, self._list_participants),
         }
+        return await self._handle_twirp(request, handlers)
+
+    async def _handle_dispatch_service(self, request: web.Request) -> web.Response:
+        handlers: dict[str, tuple[type[Message], Callable[[Any, api.Claims | None], Message]]] = {
+            "CreateDispatch": (agent_dispatch.CreateAgentDispatchRequest, self._create_dispatch),
+        }
+        return await self._handle_twirp(request, handlers)
+
+    async def _handle_twirp(
+        self,
+        request: web.Request,
+        handlers: dict[str, tuple[type[Message], Callable[[Any, api.Claims | None], Message]]],
+    ) -> web.Response:
+        method = request.match_info["method"]
         if method not in handlers:
             return _twirp_error(404, "bad_route", f"no handler for path {request.path}")
         req_cls, handler = handlers[method]
@@ -510,6 +531,22 @@ class LiveKitStandIn:
         self._require(claims, lambda v: bool(v.room_admin) and v.room == req.room)
         # nobody can join (no /rtc), so every room is empty
         return room.ListParticipantsResponse()
+
+    def _create_dispatch(
+        self, req: agent_dispatch.CreateAgentDispatchRequest, claims: api.Claims | None
+    ) -> Message:
+        # pkg/service/agent_dispatch_service.go: EnsureAdminPermission(ctx, req.Room)
+        self._require(claims, lambda v: bool(v.room_admin) and v.room == req.room)
+        self._get_or_create_room(req.room)  # the stand-in's simplification for a missing room
+        dispatch = agent_dispatch.AgentDispatch(
+            id=_new_id("AD_"),
+            agent_name=req.agent_name,
+            room=req.room,
+            metadata=req.metadata,
+            state=agent_dispatch.AgentDispatchState(created_at=time.time_ns()),
+        )
+        self.dispatches.append(dispatch)
+        return dispatch
 
     # ----------------------------------------------------------------- /rtc (not implemented)
 
