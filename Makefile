@@ -15,7 +15,7 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 
 ## make lab: create .venv, install, open JupyterLab on notebooks/
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab notebooks/ $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 ## make test: lint, then the whole suite (notebooks and browser checks included)
 test: $(STAMP)
