@@ -247,7 +247,12 @@ async def _decode_async(
 
 
 class LocalSTT(stt.STT):
-    """faster-whisper + Silero VAD as a streaming LiveKit STT, with interim results."""
+    """faster-whisper + Silero VAD as a streaming LiveKit STT, with interim results.
+
+    The model is loaded once per process and shared by every instance, so make one instance
+    per session: local mode's end-of-source drain counts this instance's finals, and two
+    sessions sharing one would wait on each other.
+    """
 
     def __init__(
         self,
