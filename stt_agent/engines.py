@@ -21,7 +21,6 @@ import sys
 import threading
 import time
 import uuid
-import weakref
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from livekit.agents.types import (
 from livekit.plugins import silero
 
 from .audio import SAMPLE_RATE
+from .progress import RunProgress, current_progress
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
@@ -57,7 +57,6 @@ logger = logging.getLogger("stt_agent.engines")
 BUNDLED_MODEL_SHA256 = "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"
 BUNDLED_MODEL_NAME = "tiny.en"
 _PROGRESS_AFTER_S = 0.5
-_VAD_WINDOW = 512  # Silero's inference window at 16 kHz
 
 
 class ModelError(RuntimeError):
@@ -250,9 +249,9 @@ async def _decode_async(
 class LocalSTT(stt.STT):
     """faster-whisper + Silero VAD as a streaming LiveKit STT, with interim results.
 
-    The model is loaded once per process and shared by every instance, so make one instance
-    per session: local mode's end-of-source drain counts this instance's finals, and two
-    sessions sharing one would wait on each other.
+    The model is loaded once per process and shared by every instance and every stream. Each
+    stream reports what it has processed to the `RunProgress` of the local run it belongs to
+    (see `stt_agent.progress`), which is how a run knows its audio has been recognised.
     """
 
     def __init__(
@@ -272,13 +271,6 @@ class LocalSTT(stt.STT):
         self._interim_interval_s = interim_interval_s
         self._speculate_after_s = speculate_after_s
         self._vad = vad
-        self._streams: weakref.WeakSet[LocalSpeechStream] = weakref.WeakSet()
-        self.finals_emitted = 0  # lets local mode wait until the last final has been consumed
-
-    def has_pending_work(self) -> bool:
-        """True while any stream has audio the VAD has not seen or an utterance not finalised.
-        Local mode uses it to know when the last utterance of a file is out."""
-        return any(s.has_pending_work() for s in list(self._streams))
 
     @property
     def model(self) -> str:
@@ -334,13 +326,11 @@ class LocalSTT(stt.STT):
         language: NotGivenOr[str] = NOT_GIVEN,
         conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
     ) -> LocalSpeechStream:
-        stream = LocalSpeechStream(
+        return LocalSpeechStream(
             self,
             conn_options=conn_options,
             language=language if isinstance(language, str) else self._language,
         )
-        self._streams.add(stream)
-        return stream
 
 
 class _Utterance:
@@ -386,15 +376,18 @@ class LocalSpeechStream(stt.RecognizeStream):
         # (absolute end sample, wall clock) of recent frames: maps audio time to when it arrived.
         self._arrivals: deque[tuple[int, float]] = deque(maxlen=3000)
         self._samples_in = 0
-        self._samples_seen_by_vad = 0
-        self._utterance_open = False
-        self._closed = False
+        # Created inside the run's session, so this is the run's record (a private one elsewhere).
+        self._progress = current_progress.get(None) or RunProgress()
 
-    def has_pending_work(self) -> bool:
-        if self._closed:
-            return False
-        unseen = self._samples_in - self._samples_seen_by_vad
-        return self._utterance_open or unseen >= _VAD_WINDOW or not self._input_ch.empty()
+    def _report(self, *, heard: int, unfinished: _Utterance | None, decoding: bool) -> None:
+        """Tell the run how far the VAD has got and what is recognised for good."""
+        p = self._progress
+        p.heard = max(p.heard, heard)
+        done_upto = p.heard if unfinished is None else unfinished.first_sample
+        p.recognised = max(p.recognised, done_upto)
+        p.speech_open = unfinished is not None
+        p.queued_decodes = 1 if decoding else 0
+        p.touch(recogniser=True)
 
     def _ahead_of_real_time(self) -> bool:
         if not self._arrivals:
@@ -431,10 +424,6 @@ class LocalSpeechStream(stt.RecognizeStream):
         interim_task: asyncio.Task[None] | None = None
         try:
             async for ev in vad_stream:
-                self._samples_seen_by_vad = max(self._samples_seen_by_vad, ev.samples_index)
-                self._utterance_open = current is not None or (
-                    ev.type == vad.VADEventType.START_OF_SPEECH
-                )
                 if ev.type == vad.VADEventType.START_OF_SPEECH:
                     pcm = _frames_pcm(ev.frames)
                     current = _Utterance(ev.samples_index - pcm.size, pcm)
@@ -453,13 +442,14 @@ class LocalSpeechStream(stt.RecognizeStream):
                         interim_task = self._maybe_interim(loaded, current)
                 elif ev.type == vad.VADEventType.END_OF_SPEECH and current is not None:
                     utterance, current = current, None
+                    # While this decodes the VAD's events wait, so `heard` stops and the
+                    # source waits too: that is the backpressure that keeps memory flat.
+                    self._report(heard=ev.samples_index, unfinished=utterance, decoding=True)
                     await self._finalise(loaded, utterance)
-                    self._utterance_open = False
+                self._report(heard=ev.samples_index, unfinished=current, decoding=False)
             if current is not None:  # input ended mid-utterance
                 await self._finalise(loaded, current)
         finally:
-            self._closed = True
-            self._utterance_open = False
             if interim_task is not None:
                 await utils.aio.cancel_and_wait(interim_task)
             await utils.aio.cancel_and_wait(forward)
@@ -521,7 +511,6 @@ class LocalSpeechStream(stt.RecognizeStream):
         u.finished = True
         speech_end_wall = self._wall_time_at(u.first_sample + u.speech_n)
         if text:
-            self._owner.finals_emitted += 1
             self._event_ch.send_nowait(
                 stt.SpeechEvent(
                     type=stt.SpeechEventType.FINAL_TRANSCRIPT,

@@ -9,40 +9,45 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
 
-from livekit import rtc
 from livekit.agents import stt as lk_stt
 
 from .agent import Transcriber, make_session
-from .audio import SAMPLE_RATE, AudioSource, SourceAudioInput, as_source
+from .audio import AudioSource, SourceAudioInput, as_source
 from .config import Settings, load_settings
-from .engines import LocalSTT, make_stt
+from .engines import LocalSTT, load_vad, make_stt
 from .feed import TranscriptFeed, Utterance
 from .handlers import TurnHandlers
+from .observer import TurnObserver
+from .progress import DEFAULT_STALL_S, RunProgress, current_progress
 
 __all__ = ["EngineError", "LocalRun", "transcribe", "transcribe_file"]
 
-# A cloud STT gives no progress signal: it is done when it has been quiet this long after
-# the last of the audio reached it.
-_CLOUD_QUIET_S = 1.0
-# Longest a cloud STT is given, after the source ends, to close the last turn on silence.
-_LISTENING_TAIL_MAX_S = 6.0
-_LISTENING_TAIL_MIN_S = 1.5  # at least one typical end-of-turn silence
-_DRAIN_TIMEOUT_S = 30.0
+# How long `request_stop` lets the turns already heard finish before the session closes.
 _STOP_DRAIN_S = 2.0
 
 
 class EngineError(RuntimeError):
-    """The speech engine failed for good (a refused key, an unreachable endpoint)."""
+    """The speech engine failed for good (a refused key, an endpoint that stopped answering)."""
+
+
+def describe_engine(stt: lk_stt.STT) -> str:
+    """ "AssemblyAI at api.assemblyai.com" or "the local engine": what a failure line names."""
+    if isinstance(stt, LocalSTT):
+        return "the local speech engine"
+    name = "AssemblyAI" if "assemblyai" in stt.label.lower() else stt.label.rsplit(".", 1)[-1]
+    host = urlsplit(str(getattr(stt, "_base_url", "") or "")).netloc
+    return f"{name} at {host}" if host else name
 
 
 def describe_engine_error(error: BaseException, stt: lk_stt.STT) -> str:
     """One actionable line. Client exceptions can carry request headers (the key), so only
     their type and status are used, never their text."""
     status = getattr(error, "status", None) or getattr(error, "status_code", None)
-    name = "AssemblyAI" if "assemblyai" in stt.label.lower() else stt.label.rsplit(".", 1)[-1]
+    name = describe_engine(stt)
     if status in (401, 403, 1008):
         return (
             f"{name} refused the API key (status {status}): check ASSEMBLYAI_API_KEY "
@@ -55,139 +60,132 @@ def describe_engine_error(error: BaseException, stt: lk_stt.STT) -> str:
 
 @dataclass
 class LocalRun:
-    """One local-mode session from start to drained; `start_local` runs it in a task."""
+    """One local-mode session from start to done; `start_local` runs it in a task.
+
+    The run ends by its `RunProgress`, never by a clock: when every second of audio was
+    recognised and every turn went through the handlers (done), or when the recogniser owes
+    an answer and has given no sign of life for `stall_s` (an `EngineError` saying what was
+    not transcribed).
+    """
 
     source: AudioSource
     stt: lk_stt.STT
     feed: TranscriptFeed
     handlers: TurnHandlers = field(default_factory=TurnHandlers)
-    agent: Transcriber | None = None
-    _stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
-    _failed: asyncio.Event = field(default_factory=asyncio.Event)
-    _finals_at_start: int = 0
+    stall_s: float = DEFAULT_STALL_S
+    progress: RunProgress = field(init=False)
+    _audio_input: SourceAudioInput | None = field(default=None, init=False)
+    _stop_requested: bool = field(default=False, init=False)
+
+    def __post_init__(self) -> None:
+        info = getattr(self.source, "info", None)
+        self.progress = RunProgress(
+            total_s=getattr(info, "duration_s", None),
+            # The local engine reports every sample it has processed; a streaming service
+            # only reports the turns it hears.
+            exact=isinstance(self.stt, LocalSTT),
+            stall_s=self.stall_s,
+        )
 
     async def request_stop(self) -> None:
-        """Stop reading the source; utterances already heard are still finalised (bounded)."""
-        self._stop_requested.set()
+        """Stop reading the source; turns already heard get `_STOP_DRAIN_S` to finish."""
+        self._stop_requested = True
+        if self._audio_input is not None:
+            self._audio_input.stop()
+        self.progress.touch()
 
     async def run(self, *, started: asyncio.Event | None = None) -> list[Utterance]:
         """Transcribe the whole source; returns this run's final utterances in order."""
-        finals: list[Utterance] = []
-        unsubscribe = self.feed.subscribe(
-            lambda e: finals.append(e) if isinstance(e, Utterance) and e.final else None
-        )
+        progress = self.progress
         source = self.source
-        if not isinstance(self.stt, LocalSTT):
+        if not progress.exact and getattr(source, "realtime", True) is False:
             # Streaming services expect audio at the speed it is spoken (AssemblyAI closes a
             # session that sends faster, error 3007), so files are paced for them.
-            if getattr(source, "realtime", True) is False:
-                source.realtime = True  # type: ignore[attr-defined]
-            source = _ListeningTail(source, done=lambda: self._last_turn_closed())
-        audio_input = SourceAudioInput(source)
-        wall_time_of = getattr(self.source, "wall_time_of", None)
-        self.agent = Transcriber(
-            stt=self.stt,
+            source.realtime = True  # type: ignore[attr-defined]
+        realtime = getattr(source, "realtime", True)
+        turns = TurnObserver(
             feed=self.feed,
             handlers=self.handlers,
-            source=self.source.name,
-            audio_clock=wall_time_of,
+            progress=progress,
+            source=source.name,
+            # Latency means "end of speech -> text" only for audio that came in real time;
+            # a file crunched as fast as the recogniser goes has none (null).
+            audio_clock=getattr(source, "wall_time_of", None) if realtime else _no_clock,
         )
-        session = make_session(close_transcript_timeout=0.2)
+        finals: list[Utterance] = []
+        unsubscribe = self.feed.subscribe(
+            lambda e: (
+                finals.append(e)
+                if isinstance(e, Utterance) and e.final and e.source == source.name
+                else None
+            )
+        )
+        audio_input = self._audio_input = SourceAudioInput(source, progress)
+        session = make_session(
+            close_transcript_timeout=0.2, vad=None if progress.exact else load_vad()
+        )
+        if not progress.exact:
+            session.on("user_state_changed", lambda ev: _on_user_state(ev, turns))
         session.input.audio = audio_input
         failure: list[str] = []
 
         def on_stt_error(event: lk_stt.STTError) -> None:
             if not event.recoverable and not failure:
                 failure.append(describe_engine_error(event.error, self.stt))
-                self._failed.set()
+                progress.touch()
 
         self.stt.on("error", on_stt_error)
-        # The STT may be shared by several runs; count only this run's finals.
-        self._finals_at_start = getattr(self.stt, "finals_emitted", 0)
         try:
-            await session.start(agent=self.agent, record=False)
+            # The session's tasks, the STT stream among them, are created inside `start` and
+            # take the run's progress record with them.
+            token = current_progress.set(progress)
+            try:
+                await session.start(agent=Transcriber(stt=self.stt, turns=turns), record=False)
+            finally:
+                current_progress.reset(token)
             if started is not None:
                 started.set()
-            waits = [
-                asyncio.ensure_future(event.wait())
-                for event in (audio_input.finished, self._stop_requested, self._failed)
-            ]
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            for waiting in waits:
-                waiting.cancel()
-            if audio_input.error is None and not failure:
-                timeout = _STOP_DRAIN_S if self._stop_requested.is_set() else _DRAIN_TIMEOUT_S
-                await self._drain(self.agent, timeout)
+            await self._until_done(failure)
         finally:
             self.stt.off("error", on_stt_error)
             await session.aclose()
+            await turns.aclose()
             unsubscribe()
-        if audio_input.error is not None:
-            raise audio_input.error
         if failure:
             raise EngineError(failure[0])
+        if audio_input.error is not None:
+            raise audio_input.error
         return finals
 
-    def _last_turn_closed(self) -> bool:
-        agent = self.agent
-        return agent is not None and not agent.speech_pending and not agent.turn_in_progress
-
-    async def _drain(self, agent: Transcriber, timeout: float) -> None:
-        """Wait until the last utterance of the source has gone through the handlers."""
-        deadline = time.monotonic() + timeout
-        finals_before = self._finals_at_start
-        sent = getattr(self.source, "samples_sent", None)
-
-        async def until(condition: object) -> None:
-            while not condition() and time.monotonic() < deadline:  # type: ignore[operator]
-                await asyncio.sleep(0.02)
-
-        if sent is not None:
-            # Frames pass through a few channels inside the session before the STT sees them.
-            await until(lambda: agent.samples_to_stt >= sent - SAMPLE_RATE // 50)
-        if isinstance(self.stt, LocalSTT):
-            local = self.stt
-            await until(lambda: not local.has_pending_work())
-            await until(lambda: agent.finals_seen >= local.finals_emitted - finals_before)
-        else:
-            await until(lambda: time.time() - agent.last_stt_event_at > _CLOUD_QUIET_S)
-        await until(lambda: self._failed.is_set() or not agent.turn_in_progress)
+    async def _until_done(self, failure: list[str]) -> None:
+        progress = self.progress
+        stop_deadline: float | None = None
+        while not failure:
+            verdict = progress.verdict()
+            if verdict.state == "done":
+                return
+            if verdict.state == "stalled":
+                failure.append(
+                    f"{describe_engine(self.stt)} stopped answering on {self.source.name}: "
+                    f"{verdict.reason}"
+                )
+                return
+            if self._stop_requested:
+                # A stop is bounded: what is already in the handlers may finish, briefly.
+                stop_deadline = stop_deadline or time.monotonic() + _STOP_DRAIN_S
+                if not progress.turns_open or time.monotonic() > stop_deadline:
+                    return
+            # Woken by every write to the record; the timeout only lets the stall clock be read.
+            await progress.changed(timeout=1.0)
 
 
-class _ListeningTail:
-    """A source followed by real-time silence until `done()`, as a live microphone would be.
+def _no_clock(_audio_s: float) -> float | None:
+    return None
 
-    Cloud STTs end a turn after their own silence threshold (AssemblyAI: up to seconds), and a
-    file's trailing silence may be shorter; this keeps listening so the last turn closes the
-    way it would in a room, instead of being cut off when the session closes.
-    """
 
-    def __init__(self, source: AudioSource, *, done: Callable[[], bool]) -> None:
-        self.source = source
-        self.name = source.name
-        self._done = done
-        self.tail_samples = 0
-
-    @property
-    def samples_sent(self) -> int | None:
-        sent = getattr(self.source, "samples_sent", None)
-        return None if sent is None else sent + self.tail_samples
-
-    def wall_time_of(self, audio_s: float) -> float | None:
-        clock = getattr(self.source, "wall_time_of", None)
-        return clock(audio_s) if clock is not None else None
-
-    async def frames(self) -> AsyncIterator[rtc.AudioFrame]:
-        async for frame in self.source.frames():
-            yield frame
-        silence = rtc.AudioFrame.create(SAMPLE_RATE, 1, SAMPLE_RATE // 50)
-        started = time.monotonic()
-        while time.monotonic() - started < _LISTENING_TAIL_MAX_S:
-            if time.monotonic() - started > _LISTENING_TAIL_MIN_S and self._done():
-                break
-            await asyncio.sleep(0.02)
-            self.tail_samples += silence.samples_per_channel
-            yield silence
+def _on_user_state(event: Any, turns: TurnObserver) -> None:
+    if getattr(event, "new_state", None) == "speaking":
+        turns.heard_speech()
 
 
 async def transcribe(

@@ -33,6 +33,7 @@ from .engines import LocalSTT, make_stt
 from .feed import TranscriptFeed, Utterance
 from .handlers import Handler, TurnHandlers
 from .local import LocalRun
+from .observer import TurnObserver
 
 __all__ = ["AgentHandle", "AgentStatus", "start_agent", "start_local"]
 
@@ -351,9 +352,7 @@ class _RoomWorker:
             session = make_session()
             agent = Transcriber(
                 stt=make_stt(self.settings),
-                feed=handle.feed,
-                handlers=handle.handlers,
-                source=room_name,
+                turns=TurnObserver(feed=handle.feed, handlers=handle.handlers, source=room_name),
             )
             await session.start(
                 agent=agent,

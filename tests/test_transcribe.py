@@ -51,7 +51,8 @@ def test_utterances_are_timed_in_audio_seconds(corpus_results):
         assert u.final and u.participant == "local"
         assert u.source and u.source.endswith("jfk_inaugural_1961.wav")
         assert 0.0 <= u.start < u.end <= 11.5
-        assert u.latency_s is not None and u.latency_s >= 0
+        # Crunched faster than real time: "end of speech -> text" has no meaning (null).
+        assert u.latency_s is None
     starts = [u.start for u in utterances]
     assert starts == sorted(starts)
 
