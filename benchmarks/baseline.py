@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
+from livekit import rtc
 from livekit.agents import AgentSession, stt, utils
 from livekit.agents.types import (
     DEFAULT_API_CONNECT_OPTIONS,
@@ -24,10 +25,13 @@ from livekit.agents.types import (
     APIConnectOptions,
     NotGivenOr,
 )
+from livekit.agents.voice import io
 
 from stt_agent.agent import Transcriber
-from stt_agent.audio import SAMPLE_RATE, AudioSource, SourceAudioInput
+from stt_agent.audio import SAMPLE_RATE, AudioSource
 from stt_agent.feed import TranscriptFeed, Utterance
+from stt_agent.observer import TurnObserver
+from stt_agent.progress import RunProgress
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
@@ -172,7 +176,7 @@ class BaselineRun:
     stt: MeasuredWhisperSTT
     vad: vad.VAD
     feed: TranscriptFeed
-    agent: Transcriber | None = None
+    turns: TurnObserver | None = None
     drain_timed_out: bool = False
     _finals: list[Utterance] = field(default_factory=list)
 
@@ -180,20 +184,17 @@ class BaselineRun:
         unsubscribe = self.feed.subscribe(
             lambda e: self._finals.append(e) if isinstance(e, Utterance) and e.final else None
         )
-        audio_input = SourceAudioInput(self.source)
-        self.agent = Transcriber(
-            stt=stt.StreamAdapter(stt=self.stt, vad=self.vad),
-            feed=self.feed,
-            source=self.source.name,
-        )
+        audio_input = _PlainInput(self.source)
+        self.turns = TurnObserver(feed=self.feed, source=self.source.name)
+        agent = Transcriber(stt=stt.StreamAdapter(stt=self.stt, vad=self.vad), turns=self.turns)
         # Defaults throughout, except how long closing waits for a transcript that may still
         # come (2 s): runs close only once everything is delivered, so that wait is dead time.
         session = AgentSession(vad=self.vad, session_close_transcript_timeout=0.1)
         session.input.audio = audio_input
         try:
-            await session.start(agent=self.agent, record=False)
+            await session.start(agent=agent, record=False)
             await audio_input.finished.wait()
-            await self._drain(self.agent)
+            await self._drain(self.turns.progress)
         finally:
             await session.aclose()
             unsubscribe()
@@ -212,17 +213,39 @@ class BaselineRun:
         live = [s for s in list(streams) if not getattr(s, "_task", None) or not s._task.done()]
         return all(s._input_ch.empty() for s in live if hasattr(s, "_input_ch"))
 
-    async def _drain(self, agent: Transcriber) -> None:
+    async def _drain(self, progress: RunProgress) -> None:
+        """The plain recipe has no progress contract: wait for quiet (bounded)."""
         deadline = time.monotonic() + _DRAIN_TIMEOUT_S
         sent = getattr(self.source, "samples_sent", 0)
-        while agent.samples_to_stt < sent - SAMPLE_RATE // 50 and time.monotonic() < deadline:
+        while progress.at_stt < sent - SAMPLE_RATE // 50 and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         quiet = _QUIET_S if hasattr(self.vad, "_streams") else _QUIET_FALLBACK_S
         busy_at = time.monotonic()
         while time.monotonic() < deadline:
             await asyncio.sleep(0.01)
-            if self.stt.in_flight or agent.turn_in_progress or not self._vad_idle():
+            if self.stt.in_flight or progress.turns_open or not self._vad_idle():
                 busy_at = time.monotonic()
             elif time.monotonic() - busy_at >= quiet:
                 return
         self.drain_timed_out = True
+
+
+class _PlainInput(io.AudioInput):
+    """A source as session audio, nothing more: the plain recipe's input."""
+
+    def __init__(self, source: AudioSource) -> None:
+        super().__init__(label=f"baseline:{source.name}")
+        self._frames = source.frames()
+        self.finished = asyncio.Event()
+        self.error: BaseException | None = None
+
+    async def __anext__(self) -> rtc.AudioFrame:
+        try:
+            return await self._frames.__anext__()
+        except StopAsyncIteration:
+            self.finished.set()
+            raise
+        except Exception as e:
+            self.error = e
+            self.finished.set()
+            raise StopAsyncIteration from None

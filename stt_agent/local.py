@@ -23,6 +23,7 @@ from .feed import TranscriptFeed, Utterance
 from .handlers import TurnHandlers
 from .observer import TurnObserver
 from .progress import DEFAULT_STALL_S, RunProgress, current_progress
+from .progress_bar import follow, in_notebook, wants_bar
 
 __all__ = ["EngineError", "LocalRun", "transcribe", "transcribe_file"]
 
@@ -148,6 +149,7 @@ class LocalRun:
             await self._until_done(failure)
         finally:
             self.stt.off("error", on_stt_error)
+            turns.close()  # first: a turn stuck in a handler would hold the session open
             await session.aclose()
             await turns.aclose()
             unsubscribe()
@@ -165,10 +167,7 @@ class LocalRun:
             if verdict.state == "done":
                 return
             if verdict.state == "stalled":
-                failure.append(
-                    f"{describe_engine(self.stt)} stopped answering on {self.source.name}: "
-                    f"{verdict.reason}"
-                )
+                failure.append(f"{describe_engine(self.stt)} stopped answering: {verdict.reason}")
                 return
             if self._stop_requested:
                 # A stop is bounded: what is already in the handlers may finish, briefly.
@@ -198,8 +197,13 @@ async def transcribe(
     stt: lk_stt.STT | None = None,
     feed: TranscriptFeed | None = None,
     handlers: TurnHandlers | None = None,
+    progress_bar: bool | None = None,
 ) -> list[Utterance]:
-    """Transcribe a file path, a NumPy array (at `sample_rate`) or an `AudioSource`."""
+    """Transcribe a file path, a NumPy array (at `sample_rate`) or an `AudioSource`.
+
+    `progress_bar`: None shows one for files over a minute in a notebook, and on a terminal's
+    stderr for any file; True or False decide for themselves.
+    """
     audio = as_source(source, realtime=realtime, sample_rate=sample_rate)
     if stt is None:
         stt = make_stt(settings or load_settings(), engine=engine)
@@ -209,7 +213,14 @@ async def transcribe(
         feed=feed if feed is not None else TranscriptFeed(),
         handlers=handlers if handlers is not None else TurnHandlers(),
     )
-    return await run.run()
+    if progress_bar is None:
+        progress_bar = wants_bar(run.progress, terminal=not in_notebook())
+    bar = follow(run.progress, audio.name) if progress_bar and run.progress.total_s else None
+    try:
+        return await run.run()
+    finally:
+        if bar is not None:
+            bar.cancel()
 
 
 async def transcribe_file(path: str, **options: object) -> list[Utterance]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from livekit import rtc
@@ -144,9 +144,7 @@ class TurnObserver:
         heard.final = True
         heard.annotations["recovered"] = "last interim before the STT connection dropped"
         logger.info(f" -> {heard.text}")
-        task = asyncio.create_task(self._deliver(heard))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self._in_background(self._deliver(heard))
 
     # --- the turn side --------------------------------------------------------------------------
 
@@ -158,8 +156,23 @@ class TurnObserver:
         metrics = getattr(message, "metrics", None)
         if metrics:
             self._publish(MetricsEvent("eou", dict(metrics)))
-        await self._deliver(utterance)
+        # The handlers run in a task of our own, so closing can cancel them without
+        # cancelling LiveKit's task that called us (which then finishes normally).
+        task = self._in_background(self._deliver(utterance))
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.cancelled():
+                raise  # LiveKit cancelled us, not our own close()
         return utterance
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(work, name="stt_agent.deliver_turn")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        if self.closed:
+            task.cancel()
+        return task
 
     async def _deliver(self, utterance: Utterance) -> None:
         self._delivering += 1
@@ -206,10 +219,13 @@ class TurnObserver:
             spoken_until = self.audio_clock(end) if end else None
         return max(0.0, now - spoken_until) if spoken_until else None
 
-    async def aclose(self) -> None:
-        """Nothing reaches the feed after this; rescued turns still in the handlers are let go."""
+    def close(self) -> None:
+        """Nothing reaches the feed after this; turns still in the handlers are cancelled."""
         self.closed = True
         for task in list(self._background):
             task.cancel()
+
+    async def aclose(self) -> None:
+        self.close()
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)

@@ -7,7 +7,6 @@ prove that real audio flowed through `livekit-plugins-assemblyai`, not a script.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
