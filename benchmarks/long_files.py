@@ -107,7 +107,7 @@ def measure(minutes: float, workdir: Path) -> dict[str, object]:
         "rtf": round(float(result["wall_s"]) / length, 3),  # type: ignore[arg-type]
         # ru_maxrss of children is the largest child so far: one child per process (main()).
         "peak_rss_mb": round(peak, 1) if peak > before else None,
-        "missing_tail_s": round(length - float(result["last_end_s"]), 1),  # type: ignore[arg-type]
+        "missing_tail_s": round(max(0.0, length - float(result["last_end_s"])), 1),  # type: ignore[arg-type]
         "wer": round(corpus_wer([reference], [text]), 4),
     }
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from livekit.agents import utils
@@ -26,6 +27,10 @@ class AssemblyAISTT(assemblyai.STT):
 
     _own_session: aiohttp.ClientSession | None = None
     _own_loop: asyncio.AbstractEventLoop | None = None
+
+    def __init__(self, *, base_url: str, **options: Any) -> None:
+        super().__init__(base_url=base_url, **options)
+        self.host = urlsplit(base_url).netloc or base_url  # named in failure messages
 
     @property
     def session(self) -> aiohttp.ClientSession:

@@ -11,11 +11,11 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from livekit.agents import stt as lk_stt
 
 from .agent import Transcriber, make_session
+from .assemblyai import AssemblyAISTT
 from .audio import AudioSource, SourceAudioInput, as_source
 from .config import Settings, load_settings
 from .engines import LocalSTT, load_vad, make_stt
@@ -39,9 +39,9 @@ def describe_engine(stt: lk_stt.STT) -> str:
     """ "AssemblyAI at api.assemblyai.com" or "the local engine": what a failure line names."""
     if isinstance(stt, LocalSTT):
         return "the local speech engine"
-    name = "AssemblyAI" if "assemblyai" in stt.label.lower() else stt.label.rsplit(".", 1)[-1]
-    host = urlsplit(str(getattr(stt, "_base_url", "") or "")).netloc
-    return f"{name} at {host}" if host else name
+    if isinstance(stt, AssemblyAISTT):
+        return f"AssemblyAI at {stt.host}"
+    return stt.label.rsplit(".", 1)[-1]
 
 
 def describe_engine_error(error: BaseException, stt: lk_stt.STT) -> str:

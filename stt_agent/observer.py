@@ -28,6 +28,9 @@ logger = logging.getLogger("transcriber")
 # Audio seconds -> wall clock when that audio was spoken; None when the audio did not come
 # in real time (a file crunched as fast as possible has no meaningful "latency").
 AudioClock = Callable[[float], float | None]
+# Silero reports "speaking" this long after the onset, at most (0.1 s minimum speech plus its
+# windows and the session's queues).
+_VAD_REPORT_LAG_S = 1.0
 
 
 class TurnObserver:
@@ -97,15 +100,21 @@ class TurnObserver:
                 recogniser.off("error", self._on_stt_error)
 
     def heard_speech(self) -> None:
-        """The session's VAD heard someone start speaking (streaming services only)."""
-        self.progress.unanswered_speech = True
-        self.progress.touch()
+        """The session's VAD heard someone start speaking (streaming services only).
+
+        The VAD says so a little after the onset; a transcript ending after that point
+        answers it, one ending earlier belongs to what was said before."""
+        p = self.progress
+        if p.unanswered_from is None:
+            p.unanswered_from = max(0.0, p.at_stt / 16_000 - _VAD_REPORT_LAG_S)
+        p.touch()
 
     def _on_event(self, event: stt.SpeechEvent) -> None:
         progress = self.progress
         if event.type == stt.SpeechEventType.FINAL_TRANSCRIPT:
             self._last_interim = None
             if event.alternatives and event.alternatives[0].text.strip():
+                self._answered(event.alternatives[0].end_time)
                 self._turn_finals.append(event)
                 progress.finals += 1
             if not progress.exact:
@@ -113,6 +122,7 @@ class TurnObserver:
         elif event.type == stt.SpeechEventType.INTERIM_TRANSCRIPT and event.alternatives:
             alt = event.alternatives[0]
             if alt.text.strip():
+                self._answered(alt.end_time)
                 if not progress.exact:
                     progress.speech_open = True
                 self._last_interim = Utterance(
@@ -125,9 +135,13 @@ class TurnObserver:
                     source=self.source,
                 )
                 self._publish(self._last_interim)
-        progress.unanswered_speech = False
         progress.turns_open = len(self._turn_finals) + self._delivering
         progress.touch(recogniser=True)
+
+    def _answered(self, end_s: float) -> None:
+        unanswered = self.progress.unanswered_from
+        if unanswered is not None and (not end_s or end_s >= unanswered):
+            self.progress.unanswered_from = None
 
     def _on_stt_metrics(self, metrics: Any) -> None:
         if getattr(metrics, "audio_duration", 0):

@@ -64,7 +64,9 @@ class RunProgress:
     recognised: int = 0  # samples whose speech, if any, has been decoded (local engine)
     queued_decodes: int = 0  # utterances ended but not yet decoded (local engine)
     speech_open: bool = False  # speech heard that no final has closed yet
-    unanswered_speech: bool = False  # the session's VAD heard speech the service never answered
+    # Audio second from which the session's VAD heard speech that no transcript has covered
+    # yet (streaming services only: their silence is otherwise indistinguishable from a stall).
+    unanswered_from: float | None = None
     last_recogniser_news: float = field(default_factory=time.monotonic)
     # turn side
     finals: int = 0  # final transcripts with words
@@ -110,7 +112,7 @@ class RunProgress:
                 or self.queued_decodes > 0
                 or self.speech_open
             )
-        return self.speech_open or self.unanswered_speech
+        return self.speech_open or self.unanswered_from is not None
 
     def verdict(self) -> Verdict:
         if self.owes_answer or self.turns_open:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 from typing import Any
 
@@ -21,7 +22,10 @@ NOTEBOOK_MIN_S = 60.0
 
 
 def in_notebook() -> bool:
-    return "ipykernel" in sys.modules
+    """Running in a Jupyter kernel (importing ipywidgets alone does not count)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return getattr(shell, "kernel", None) is not None
 
 
 def wants_bar(progress: RunProgress, *, terminal: bool = False) -> bool:
@@ -38,14 +42,15 @@ def follow(progress: RunProgress, name: str) -> asyncio.Task[None]:
     from tqdm.auto import tqdm
 
     total = round(progress.total_s or 0.0, 1)
+    short = os.path.basename(name) or name
     bar: Any = tqdm(
         total=total,
-        desc=name if len(name) <= 40 else "…" + name[-39:],
+        desc=short if len(short) <= 40 else short[:39] + "…",
         unit="s",
         unit_scale=False,
         bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s of audio [{elapsed}]",
         file=sys.stderr,
-        leave=True,
+        leave=in_notebook(),  # a terminal keeps the transcript, not a finished bar
     )
 
     async def keep_current() -> None:

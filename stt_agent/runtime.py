@@ -34,6 +34,8 @@ from .feed import TranscriptFeed, Utterance
 from .handlers import Handler, TurnHandlers
 from .local import LocalRun
 from .observer import TurnObserver
+from .progress import RunProgress
+from .progress_bar import follow, wants_bar
 
 __all__ = ["AgentHandle", "AgentStatus", "start_agent", "start_local"]
 
@@ -85,6 +87,8 @@ class AgentHandle:
         self._task: asyncio.Task[Any] | None = None
         self._stopper: Callable[[], Any] | None = None
         self.result: list[Utterance] | None = None
+        # Local runs: audio fed, recognised and turns delivered so far (see stt_agent.progress).
+        self.progress: RunProgress | None = None
         feed.bind(self._loop)
 
     # --- status (may be set from any thread; listeners run on the kernel loop) -----------
@@ -223,6 +227,9 @@ async def start_local(
     recogniser = stt if stt is not None else make_stt(settings or load_settings(), engine=engine)
     owns_recogniser = stt is None  # close what we opened (HTTP sessions), never the caller's
     run = LocalRun(source=audio, stt=recogniser, feed=handle.feed, handlers=handle.handlers)
+    handle.progress = run.progress
+    # Created here, in the cell that started the run, so a notebook shows it under that cell.
+    bar = follow(run.progress, audio.name) if wants_bar(run.progress) else None
     started = asyncio.Event()
 
     async def main() -> None:
@@ -243,6 +250,8 @@ async def start_local(
         except Exception as e:
             handle._set_status(state="error", error=_describe(e))
         finally:
+            if bar is not None:
+                bar.cancel()
             if owns_recogniser:
                 await recogniser.aclose()
 

@@ -90,7 +90,7 @@ async def test_interims_reach_the_feed_and_are_replaced_by_formatted_finals(aai,
 
 async def test_dropped_connection_is_retried_without_losing_or_repeating(aai, speech_dir, engines):
     clip = speech_dir / "librispeech_dev_2412-153948-0000.wav"
-    aai.drop_next_session_after(2.0)  # inside the first sentence
+    aai.drop_next_session_after_first_partial()  # inside the first sentence
     handle = await stt_agent.start_local(
         clip, realtime=True, stt=_keep(engines, make_stt(_settings(aai)))
     )

@@ -113,6 +113,7 @@ class AssemblyAIStandIn:
         self.rejected = 0
         self._live: list[_Session] = []
         self._pending_drop: tuple[float, int | None] | None = None
+        self._pending_drop_after_partial: float | None = None
         self._runner: web.AppRunner | None = None
         self._vad: agents_vad.VAD | None = None
         self._asr_pool: ThreadPoolExecutor | None = None
@@ -152,6 +153,12 @@ class AssemblyAIStandIn:
         else:
             self._pending_drop = (seconds_of_audio, close_code)
 
+    def drop_next_session_after_first_partial(self, more_audio_s: float = 0.5) -> None:
+        """Cut off the next session (a network drop) once it has sent its first partial and
+        then received `more_audio_s` more audio: a turn is surely in flight, however slow the
+        machine is at transcribing."""
+        self._pending_drop_after_partial = more_audio_s
+
     async def _token(self, request: web.Request) -> web.Response:
         """``GET /v3/token?expires_in_seconds=…``: a temporary streaming token for a valid key
         (what the kit's `check` uses to validate a key without opening a session)."""
@@ -189,6 +196,9 @@ class AssemblyAIStandIn:
         session = _Session(self, request, ws, record)
         if self._pending_drop is not None:
             session.drop_at, self._pending_drop = self._pending_drop, None
+        if self._pending_drop_after_partial is not None:
+            session.drop_after_partial = self._pending_drop_after_partial
+            self._pending_drop_after_partial = None
         self._live.append(session)
         try:
             await session.run()
@@ -210,6 +220,7 @@ class _Session:
         assert server._vad is not None
         self._server, self._request, self._ws, self.record = server, request, ws, record
         self.drop_at: tuple[float, int | None] | None = None
+        self.drop_after_partial: float | None = None
         self._config: dict[str, Any] = dict(request.query)  # UpdateConfiguration overrides it
         self._rate = int(request.query["sample_rate"])
         self._mulaw = request.query.get("encoding") == "pcm_mulaw"
@@ -444,6 +455,9 @@ class _Session:
             }
             await self._send(turn)
             turn_started = True
+            if not final and self.drop_after_partial is not None:
+                self.drop_at = (self.record.audio_seconds + self.drop_after_partial, None)
+                self.drop_after_partial = None
             if not final:
                 continue
             if str(self._config.get("format_turns", "false")).lower() == "true":
