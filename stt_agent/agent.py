@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterable
+from typing import Any
 
 from livekit import rtc
 from livekit.agents import (
@@ -41,7 +42,9 @@ logger = logging.getLogger("transcriber")
 
 
 class Transcriber(Agent):
-    def __init__(self, *, stt: stt.STT | None = None, turns: TurnObserver | None = None) -> None:
+    def __init__(
+        self, *, stt: stt.STT[Any] | None = None, turns: TurnObserver | None = None
+    ) -> None:
         super().__init__(
             instructions="not-needed",
             stt=stt if stt is not None else make_stt(load_settings()),
@@ -66,7 +69,7 @@ class Transcriber(Agent):
 
 def make_session(
     *, close_transcript_timeout: float = 2.0, vad: vad.VAD | None = None
-) -> AgentSession:
+) -> AgentSession[None]:
     """An `AgentSession` shaped for a transcriber.
 
     The STT decides when a turn ends (both engines endpoint on their own), and a turn is

@@ -35,7 +35,7 @@ class EngineError(RuntimeError):
     """The speech engine failed for good (a refused key, an endpoint that stopped answering)."""
 
 
-def describe_engine(stt: lk_stt.STT) -> str:
+def describe_engine(stt: lk_stt.STT[Any]) -> str:
     """ "AssemblyAI at api.assemblyai.com" or "the local engine": what a failure line names."""
     if isinstance(stt, LocalSTT):
         return "the local speech engine"
@@ -44,7 +44,7 @@ def describe_engine(stt: lk_stt.STT) -> str:
     return stt.label.rsplit(".", 1)[-1]
 
 
-def describe_engine_error(error: BaseException, stt: lk_stt.STT) -> str:
+def describe_engine_error(error: BaseException, stt: lk_stt.STT[Any]) -> str:
     """One actionable line. Client exceptions can carry request headers (the key), so only
     their type and status are used, never their text."""
     status = getattr(error, "status", None) or getattr(error, "status_code", None)
@@ -70,7 +70,7 @@ class LocalRun:
     """
 
     source: AudioSource
-    stt: lk_stt.STT
+    stt: lk_stt.STT[Any]
     feed: TranscriptFeed
     handlers: TurnHandlers = field(default_factory=TurnHandlers)
     stall_s: float = DEFAULT_STALL_S
@@ -194,7 +194,7 @@ async def transcribe(
     sample_rate: int = 16_000,
     engine: str | None = None,
     settings: Settings | None = None,
-    stt: lk_stt.STT | None = None,
+    stt: lk_stt.STT[Any] | None = None,
     feed: TranscriptFeed | None = None,
     handlers: TurnHandlers | None = None,
     progress_bar: bool | None = None,

@@ -85,7 +85,7 @@ class TurnObserver:
     ) -> AsyncIterator[stt.SpeechEvent | str]:
         """The STT's events on their way to `agent`'s session, watched."""
         self._agent = agent
-        recogniser = agent.stt
+        recogniser = agent.stt if isinstance(agent.stt, stt.STT) else None
         if recogniser is not None:
             recogniser.on("metrics_collected", self._on_stt_metrics)
             recogniser.on("error", self._on_stt_error)
