@@ -29,7 +29,6 @@ from livekit.agents import (
     llm,
     room_io,
     stt,
-    vad,
 )
 
 from .config import Settings, load_settings
@@ -67,19 +66,16 @@ class Transcriber(Agent):
         raise StopResponse()
 
 
-def make_session(
-    *, close_transcript_timeout: float = 2.0, vad: vad.VAD | None = None
-) -> AgentSession[None]:
+def make_session(*, close_transcript_timeout: float = 2.0) -> AgentSession[None]:
     """An `AgentSession` shaped for a transcriber.
 
     The STT decides when a turn ends (both engines endpoint on their own), and a turn is
     delivered as soon as it does: the 0.5 s `min_delay` meant to let an LLM wait for more
-    words would only make transcripts late. No VAD at the session level by default: the local
-    engine runs its own, and a second one would double the CPU cost for nothing. Local runs
-    on a streaming service pass one, so the run knows when speech went unanswered.
+    words would only make transcripts late. No VAD at the session level: the local engine
+    runs its own, and a second one would double the CPU cost for nothing.
     """
     return AgentSession(
-        vad=vad,
+        vad=None,
         turn_handling={
             "turn_detection": "stt",
             "endpointing": {"min_delay": 0.0, "max_delay": 1.0},

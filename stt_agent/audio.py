@@ -417,8 +417,11 @@ class SourceAudioInput(io.AudioInput):
                     await progress.changed(timeout=1.0)
                 if not progress.speech_open:
                     return
-            elif fed >= SERVICE_TAIL_MIN_S * SAMPLE_RATE and not (
-                progress.owes_answer or progress.turns_open
+            elif (
+                fed >= SERVICE_TAIL_MIN_S * SAMPLE_RATE
+                # our VAD has listened to everything sent, so it knows what is owed
+                and progress.heard >= progress.at_stt - 2 * _FRAME_SAMPLES
+                and not (progress.owes_answer or progress.turns_open)
             ):
                 return
             else:

@@ -112,6 +112,7 @@ class LocalRun:
             # Latency means "end of speech -> text" only for audio that came in real time;
             # a file crunched as fast as the recogniser goes has none (null).
             audio_clock=getattr(source, "wall_time_of", None) if realtime else _no_clock,
+            speech_detector=None if progress.exact else load_vad(),
         )
         finals: list[Utterance] = []
         unsubscribe = self.feed.subscribe(
@@ -122,11 +123,7 @@ class LocalRun:
             )
         )
         audio_input = self._audio_input = SourceAudioInput(source, progress)
-        session = make_session(
-            close_transcript_timeout=0.2, vad=None if progress.exact else load_vad()
-        )
-        if not progress.exact:
-            session.on("user_state_changed", lambda ev: _on_user_state(ev, turns))
+        session = make_session(close_transcript_timeout=0.2)
         session.input.audio = audio_input
         failure: list[str] = []
 
@@ -180,11 +177,6 @@ class LocalRun:
 
 def _no_clock(_audio_s: float) -> float | None:
     return None
-
-
-def _on_user_state(event: Any, turns: TurnObserver) -> None:
-    if getattr(event, "new_state", None) == "speaking":
-        turns.heard_speech()
 
 
 async def transcribe(

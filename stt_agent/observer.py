@@ -15,11 +15,12 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from livekit import rtc
-from livekit.agents import Agent, stt
+from livekit.agents import Agent, stt, vad
 
 from .feed import MetricsEvent, TranscriptFeed, Utterance
 from .handlers import TurnHandlers
 from .progress import RunProgress
+from .speech_watch import SpeechWatch
 
 __all__ = ["AudioClock", "TurnObserver"]
 
@@ -28,9 +29,6 @@ logger = logging.getLogger("transcriber")
 # Audio seconds -> wall clock when that audio was spoken; None when the audio did not come
 # in real time (a file crunched as fast as possible has no meaningful "latency").
 AudioClock = Callable[[float], float | None]
-# Silero reports "speaking" this long after the onset, at most (0.1 s minimum speech plus its
-# windows and the session's queues).
-_VAD_REPORT_LAG_S = 1.0
 
 
 class TurnObserver:
@@ -45,7 +43,10 @@ class TurnObserver:
         source: str | None = None,
         participant: str | None = None,
         audio_clock: AudioClock | None = None,
+        speech_detector: vad.VAD | None = None,
     ) -> None:
+        """`speech_detector`: a VAD that listens alongside a streaming service, so the run
+        knows which speech the service still owes an answer for (see `SpeechWatch`)."""
         self.feed = feed if feed is not None else TranscriptFeed()
         self.handlers = handlers if handlers is not None else TurnHandlers()
         self.progress = progress if progress is not None else RunProgress(exact=False)
@@ -59,6 +60,8 @@ class TurnObserver:
         self._delivering = 0
         self._background: set[asyncio.Task[None]] = set()
         self.closed = False  # once set, nothing more reaches the feed
+        self._detector = speech_detector
+        self._watch: SpeechWatch | None = None
 
     @property
     def participant(self) -> str:
@@ -75,7 +78,11 @@ class TurnObserver:
 
     async def count(self, audio: AsyncIterable[rtc.AudioFrame]) -> AsyncIterator[rtc.AudioFrame]:
         """The audio on its way into the STT, counted (16 kHz samples)."""
+        if self._detector is not None and self._watch is None:
+            self._watch = SpeechWatch(self._detector, self.progress)
         async for frame in audio:
+            if self._watch is not None:
+                self._watch.push(frame)
             yield frame
             self.progress.at_stt += frame.samples_per_channel * 16_000 // frame.sample_rate
             self.progress.touch()
@@ -98,16 +105,6 @@ class TurnObserver:
             if recogniser is not None:
                 recogniser.off("metrics_collected", self._on_stt_metrics)
                 recogniser.off("error", self._on_stt_error)
-
-    def heard_speech(self) -> None:
-        """The session's VAD heard someone start speaking (streaming services only).
-
-        The VAD says so a little after the onset; a transcript ending after that point
-        answers it, one ending earlier belongs to what was said before."""
-        p = self.progress
-        if p.unanswered_from is None:
-            p.unanswered_from = max(0.0, p.at_stt / 16_000 - _VAD_REPORT_LAG_S)
-        p.touch()
 
     def _on_event(self, event: stt.SpeechEvent) -> None:
         progress = self.progress
@@ -139,9 +136,8 @@ class TurnObserver:
         progress.touch(recogniser=True)
 
     def _answered(self, end_s: float) -> None:
-        unanswered = self.progress.unanswered_from
-        if unanswered is not None and (not end_s or end_s >= unanswered):
-            self.progress.unanswered_from = None
+        if self._watch is not None:
+            self._watch.answered(end_s)
 
     def _on_stt_metrics(self, metrics: Any) -> None:
         if getattr(metrics, "audio_duration", 0):
@@ -241,5 +237,7 @@ class TurnObserver:
 
     async def aclose(self) -> None:
         self.close()
+        if self._watch is not None:
+            await self._watch.aclose()
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)

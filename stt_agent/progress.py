@@ -39,6 +39,10 @@ MAX_UNHEARD_S = 5.0
 MAX_QUEUED_DECODES = 2
 # No news from the recogniser for this long while it owes us an answer: the run fails.
 DEFAULT_STALL_S = 30.0
+# A streaming service owes an answer for this much unanswered speech however long it takes;
+# less than this is given SHORT_SOUND_GRACE_S, then taken for a sound it rightly ignored.
+MIN_OWED_SPEECH_S = 1.0
+SHORT_SOUND_GRACE_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -64,9 +68,11 @@ class RunProgress:
     recognised: int = 0  # samples whose speech, if any, has been decoded (local engine)
     queued_decodes: int = 0  # utterances ended but not yet decoded (local engine)
     speech_open: bool = False  # speech heard that no final has closed yet
-    # Audio second from which the session's VAD heard speech that no transcript has covered
-    # yet (streaming services only: their silence is otherwise indistinguishable from a stall).
-    unanswered_from: float | None = None
+    # Streaming services only (their silence is otherwise indistinguishable from a stall):
+    # speech our own VAD heard that no transcript has covered yet (see `SpeechWatch`).
+    unanswered_s: float = 0.0  # seconds of such speech
+    unanswered_from: float | None = None  # where the first of it starts, in audio seconds
+    unanswered_since: float | None = None  # wall clock when the VAD closed the first of it
     last_recogniser_news: float = field(default_factory=time.monotonic)
     # turn side
     finals: int = 0  # final transcripts with words
@@ -112,7 +118,12 @@ class RunProgress:
                 or self.queued_decodes > 0
                 or self.speech_open
             )
-        return self.speech_open or self.unanswered_from is not None
+        if self.speech_open or self.unanswered_s >= MIN_OWED_SPEECH_S:
+            return True
+        # A short sound the service may rightly ignore (a cough, a click) is owed only for a
+        # grace period, counted from when it ended.
+        since = self.unanswered_since
+        return since is not None and time.time() - since < SHORT_SOUND_GRACE_S
 
     def verdict(self) -> Verdict:
         if self.owes_answer or self.turns_open:
@@ -133,7 +144,9 @@ class RunProgress:
                 f"{self.at_stt / SAMPLE_RATE:.1f} s was not recognised"
             )
         else:
-            what = f"speech before {self.at_stt / SAMPLE_RATE:.1f} s got no transcript"
+            first = self.unanswered_from
+            where = f"from {first:.1f} s" if first is not None else "in progress"
+            what = f"{self.unanswered_s:.1f} s of speech {where} got no transcript"
         return f"no answer for {idle:.0f} s: {what}"
 
     def wants_more_audio(self) -> bool:
