@@ -272,7 +272,7 @@ class TurnHandlers:
             threads, self._threads = self._threads, None
             runs = list(self._runs)
         if threads is not None:
-            threads.shutdown(wait=False)
+            threads.shutdown(wait=True)  # only idle threads are joined
         for loop, closing in runs:
             if not loop.is_closed():
                 # `run` may be waiting on another thread's loop (room-mode jobs)
@@ -294,7 +294,7 @@ class _DaemonThreads(Executor):
         self._prefix = prefix
         self._idle_s = idle_s
         self._lock = threading.Lock()
-        self._idle: list[queue.SimpleQueue[Any]] = []  # one inbox per idle thread
+        self._idle: list[tuple[queue.SimpleQueue[Any], threading.Thread]] = []  # inbox, thread
         self._closed = False
         self._numbers = itertools.count(1)
 
@@ -305,7 +305,7 @@ class _DaemonThreads(Executor):
             if self._closed:
                 raise RuntimeError("cannot run a handler: these threads were shut down")
             if self._idle:
-                self._idle.pop().put(job)
+                self._idle.pop()[0].put(job)
                 return future
             number = next(self._numbers)
         inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -326,27 +326,32 @@ class _DaemonThreads(Executor):
                 except BaseException as e:
                     future.set_exception(e)
             del future, fn, args, kwargs
+            me = (inbox, threading.current_thread())
             with self._lock:
                 if self._closed:
                     return
-                self._idle.append(inbox)
+                self._idle.append(me)
             try:
                 job = inbox.get(timeout=self._idle_s)
             except queue.Empty:
                 with self._lock:
-                    if inbox in self._idle:
-                        self._idle.remove(inbox)
+                    if me in self._idle:
+                        self._idle.remove(me)
                         return
                 # handed a job (or told to stop) just as the wait ended: it is in the inbox
                 job = inbox.get()
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        # `wait` is ignored: the point is never to wait for a stuck handler
+        """End the idle threads (joined when `wait`: they are idle, so that is at once) and
+        let busy ones end after their call; a stuck one is never waited for."""
         with self._lock:
             self._closed = True
             idle, self._idle = self._idle, []
-        for inbox in idle:
+        for inbox, _ in idle:
             inbox.put(None)
+        if wait:
+            for _, thread in idle:
+                thread.join(timeout=1.0)
 
 
 def _is_async(fn: Handler) -> bool:

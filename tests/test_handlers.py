@@ -249,3 +249,15 @@ def test_close_reaches_runs_on_other_threads_loops(release):
     for t in jobs:
         t.join(60)
     assert [u.handler_errors for u in results] == [["stuck: abandoned, the agent stopped"]] * 2
+
+
+async def test_close_leaves_no_idle_thread_behind():
+    before = set(threading.enumerate())
+    handlers = TurnHandlers()
+    handlers.add(lambda u: {"n": len(u.text)}, name="length")
+    done = await asyncio.gather(*(handlers.run(utterance()) for _ in range(5)))
+    assert all(u.annotations == {"n": 30} for u in done)
+    started = [t for t in threading.enumerate() if t not in before]
+    assert started and all(t.daemon and t.name.startswith("stt-agent-handler") for t in started)
+    handlers.close()
+    assert [t for t in started if t.is_alive()] == []
