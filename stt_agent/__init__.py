@@ -4,6 +4,7 @@ import stt_agent
 utterances = await stt_agent.transcribe_file("talk.wav")   # local mode, no keys
 """
 
+from . import _launch  # noqa: F401  first: a Ctrl-C during the imports below is one line
 from .agent import Transcriber, build_server, entrypoint, make_session
 from .audio import ArraySource, AudioSource, AudioSourceError, FileSource
 from .config import Secret, Settings, load_settings

@@ -3,6 +3,9 @@
 python -m stt_agent dev                 # register the Transcriber with your LiveKit server
 python -m stt_agent transcribe a.wav    # local mode: no server, no keys needed
 python -m stt_agent check               # which mode will run, and what is wrong if any
+
+Every failure is one line on stderr and a non-zero exit: 1 for settings and services, 2 for
+bad input files, 130 for Ctrl-C; output cut short by its reader (`| head`) ends quietly (141).
 """
 
 from __future__ import annotations
@@ -11,22 +14,32 @@ import argparse
 import asyncio
 import json
 import logging
+import os
+import signal
 import sys
 import warnings
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-from .config import load_settings
+from ._launch import EXIT_INTERRUPTED, interrupted_while_importing
+from .config import Secret, Settings, load_settings
 
 __all__ = ["main"]
 
 LIVEKIT_COMMANDS = {
-    "dev": "run the worker in development mode (hot reload), registered with LIVEKIT_URL",
+    "dev": "run the worker in development mode, registered with LIVEKIT_URL",
     "start": "run the worker in production mode",
     "console": "talk to the agent in this terminal (needs a microphone)",
     "connect": "connect the agent to one room (--room NAME)",
     "download-files": "download the plugins' model files ahead of time",
 }
+# The worker commands that need a LiveKit server; `console` and `download-files` do not.
+SERVER_COMMANDS = ("dev", "start", "connect")
+EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what `yes | head -1` reports for `yes`
+PREFLIGHT_TIMEOUT_S = 12.0  # the probe's own 5 s, plus name resolution and connecting
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,22 +68,78 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args_in = sys.argv[1:] if argv is None else argv
-    parser = _parser()
-    if args_in and args_in[0] in LIVEKIT_COMMANDS:
-        return _run_livekit_cli(args_in)
-    args = parser.parse_args(args_in)
-    if args.command == "transcribe":
-        return _transcribe(args)
-    return _check(args)
+    if signal.getsignal(signal.SIGINT) is interrupted_while_importing:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # asyncio.run relies on it
+    _tolerant_stdout()
+    # PyJWT's note on short HMAC keys, for every token minted: `livekit-server --dev` uses the
+    # 6-character "secret" on purpose, and the note would add two lines to every message.
+    warnings.filterwarnings("ignore", message="The HMAC key is")
+    try:
+        parser = _parser()
+        if args_in and args_in[0] in LIVEKIT_COMMANDS:
+            return _run_livekit_cli(args_in)
+        args = parser.parse_args(args_in)
+        if args.command == "transcribe":
+            return _transcribe(args)
+        return _check(args)
+    except KeyboardInterrupt:
+        # One line, not the tracebacks of every task the interrupt passed through.
+        logging.disable(logging.CRITICAL)
+        print("stt-agent: interrupted", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _discard_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+# --- the terminal -------------------------------------------------------------------------
+
+
+def _tolerant_stdout() -> None:
+    """Never fail on a character the terminal's encoding lacks (LANG=C, PYTHONIOENCODING=ascii):
+    such characters print as '?' instead of raising UnicodeEncodeError mid-transcript."""
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(errors="replace")
+
+
+def _stdout_takes(text: str) -> bool:
+    try:
+        text.encode(getattr(sys.stdout, "encoding", None) or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
+def _discard_stdout() -> None:
+    """After the reader went away (`| head -1`): point stdout at /dev/null, so the flush at
+    interpreter exit does not raise BrokenPipeError a second time."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+# --- LiveKit's worker commands ------------------------------------------------------------
 
 
 def _run_livekit_cli(argv: list[str]) -> int:
-    """Hand over to LiveKit's own CLI, exactly what `python stt_agent.py dev` runs."""
+    """Hand over to LiveKit's own CLI, exactly what `python stt_agent.py dev` runs, once the
+    settings were checked: LiveKit would print a traceback for a missing URL and retry an
+    unreachable server for minutes."""
+    command = argv[0]
+    settings = load_settings()
+    if command in SERVER_COMMANDS and not {"--help", "-h"} & set(argv):
+        problem = _preflight(_with_worker_options(settings, argv[1:]))
+        if problem:
+            print(f"stt-agent: {command}: {problem}", file=sys.stderr)
+            return EXIT_FAILED
+
     from livekit.agents import cli
 
     from .agent import build_server
 
-    settings = load_settings()
     settings.apply_to_environ()  # LiveKit's CLI reads LIVEKIT_* from the environment
     # LiveKit 1.8 marks this rich CLI as deprecated in favour of the `lk` tool; it is still the
     # one the tutorial teaches, so we keep it and silence just that one notice.
@@ -80,6 +149,61 @@ def _run_livekit_cli(argv: list[str]) -> int:
     sys.argv = [sys.argv[0], *argv]
     cli.run_app(build_server(settings))
     return 0
+
+
+def _with_hint(reason: str) -> str:
+    return reason.rstrip(". ") + "; `python -m stt_agent check` shows and tests all settings"
+
+
+def _preflight(settings: Settings) -> str | None:
+    """Why a worker cannot register with these settings (one line), or None when it can."""
+    from .probes import probe_livekit
+
+    given = {
+        "LIVEKIT_URL": settings.livekit_url,
+        "LIVEKIT_API_KEY": settings.livekit_api_key,
+        "LIVEKIT_API_SECRET": settings.livekit_api_secret,
+    }
+    missing = [var for var, value in given.items() if not value]
+    if missing:
+        verb = "is" if len(missing) == 1 else "are"
+        return _with_hint(
+            f"needs a LiveKit server, but {', '.join(missing)} {verb} not set: put them in .env "
+            "(or the environment), or pass --url/--api-key/--api-secret"
+        )
+    for p in settings.problems():
+        if p.blocking and p.variable.startswith("LIVEKIT_"):
+            return _with_hint(str(p))
+
+    async def probe() -> str | None:
+        try:
+            result = await asyncio.wait_for(probe_livekit(settings), PREFLIGHT_TIMEOUT_S)
+        except TimeoutError:
+            return _with_hint(
+                f"no answer from {settings.livekit_url} within {PREFLIGHT_TIMEOUT_S:g} s: "
+                "is the server running?"
+            )
+        return None if result.ok else _with_hint(f"{result.service}: {result.message}")
+
+    return asyncio.run(probe())
+
+
+def _with_worker_options(settings: Settings, argv: list[str]) -> Settings:
+    """The settings as LiveKit's CLI will see them: its --url, --api-key and --api-secret
+    options win over the environment and .env."""
+    options = {"--url": "livekit_url", "--api-key": "livekit_api_key"}
+    changes: dict[str, Any] = {}
+    for i, arg in enumerate(argv):
+        name, eq, value = arg.partition("=")
+        if name not in (*options, "--api-secret"):
+            continue
+        if not eq:
+            value = argv[i + 1] if i + 1 < len(argv) else ""
+        if name == "--api-secret":
+            changes["livekit_api_secret"] = Secret(value)
+        else:
+            changes[options[name]] = value.strip()
+    return replace(settings, **changes) if changes else settings
 
 
 # --- transcribe ---------------------------------------------------------------------------
@@ -125,24 +249,45 @@ async def _transcribe_sources(sources: list, settings: object, args: argparse.Na
 
     status = 0
     many = len(sources) > 1
-    for source in sources:
-        feed = TranscriptFeed()
+    stdout_gone = False
+    try:
+        for source in sources:
+            feed = TranscriptFeed()
+            run = asyncio.ensure_future(transcribe(source, stt=stt, feed=feed))
 
-        def show(event: object, name: str = source.name) -> None:
-            if isinstance(event, Utterance) and event.final:
-                _print_utterance(event, name, as_json=args.json, with_name=many)
+            def show(event: object, name: str = source.name, run: asyncio.Future = run) -> None:
+                nonlocal stdout_gone
+                if not (isinstance(event, Utterance) and event.final) or stdout_gone:
+                    return
+                try:
+                    _print_utterance(event, name, as_json=args.json, with_name=many)
+                except BrokenPipeError:
+                    stdout_gone = True
+                    run.cancel()
 
-        feed.subscribe(show)
-        try:
-            await transcribe(source, stt=stt, feed=feed)
-        except AudioSourceError as e:
-            print(f"stt-agent: {e}", file=sys.stderr)
-            status = EXIT_BAD_INPUT
-        except EngineError as e:
-            print(f"stt-agent: {source.name}: {e}", file=sys.stderr)
-            status = max(status, 1)
-            break  # the engine will fail the same way for every other file
-    await stt.aclose()
+            feed.subscribe(show)
+            try:
+                utterances = await run
+            except asyncio.CancelledError:
+                if not stdout_gone:
+                    raise
+                break
+            except AudioSourceError as e:
+                # what was decoded before the break has been printed above, as it came
+                print(f"stt-agent: {e}", file=sys.stderr)
+                status = EXIT_BAD_INPUT
+                continue
+            except EngineError as e:
+                print(f"stt-agent: {source.name}: {e}", file=sys.stderr)
+                status = max(status, 1)
+                break  # the engine will fail the same way for every other file
+            if not utterances:
+                # say so: an empty output and exit 0 would look like a failure to transcribe
+                print(f"stt-agent: {source.name}: no speech found", file=sys.stderr)
+    finally:
+        await stt.aclose()
+    if stdout_gone:
+        raise BrokenPipeError  # main() ends quietly
     return status
 
 
@@ -158,9 +303,11 @@ def _print_utterance(u: object, name: str, *, as_json: bool, with_name: bool) ->
             "participant": u.participant,  # type: ignore[attr-defined]
             "annotations": u.annotations,  # type: ignore[attr-defined]
         }
-        print(json.dumps(record, ensure_ascii=False), flush=True)
+        # \u escapes rather than '?' where the terminal cannot show the characters
+        print(json.dumps(record, ensure_ascii=not _stdout_takes("█é"), default=repr), flush=True)
         return
-    when = f"[{start:6.2f} → {end:6.2f}] " if start is not None and end is not None else ""
+    arrow = "→" if _stdout_takes("→") else "->"
+    when = f"[{start:6.2f} {arrow} {end:6.2f}] " if start is not None and end is not None else ""
     prefix = f"{Path(name).name} " if with_name else ""
     print(f"{prefix}{when}{u.text}", flush=True)  # type: ignore[attr-defined]
 

@@ -15,7 +15,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +43,11 @@ class Utterance:
     received_at: float = field(default_factory=time.time)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["annotations"] = {k: _jsonable(v) for k, v in self.annotations.items()}
+        # Field by field rather than `asdict`: its deep copy fails on whatever a handler may
+        # have put into `annotations` by hand (a generator, a lock), and exports must not.
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["annotations"] = {str(k): _jsonable(v) for k, v in self.annotations.items()}
+        data["handler_errors"] = [str(e) for e in self.handler_errors]
         return data
 
 
@@ -188,7 +191,10 @@ class TranscriptFeed:
     # --- export -------------------------------------------------------------------------
 
     def to_jsonl(self, path: str | Path | None = None) -> str:
-        text = "".join(json.dumps(u.to_dict(), ensure_ascii=False) + "\n" for u in self.utterances)
+        text = "".join(
+            json.dumps(u.to_dict(), ensure_ascii=False, default=repr) + "\n"
+            for u in self.utterances
+        )
         if path is not None:
             Path(path).write_text(text, encoding="utf-8")
         return text

@@ -176,6 +176,7 @@ class AgentHandle:
             with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
                 remaining = max(0.1, deadline - time.monotonic())
                 await asyncio.wait_for(asyncio.shield(self._task), remaining)
+        self.handlers.close()  # abandon handlers still running; their threads are daemons
         if self._task is not None and not self._task.done():
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
