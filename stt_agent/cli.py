@@ -304,12 +304,20 @@ def _print_utterance(u: object, name: str, *, as_json: bool, with_name: bool) ->
             "annotations": u.annotations,  # type: ignore[attr-defined]
         }
         # \u escapes rather than '?' where the terminal cannot show the characters
-        print(json.dumps(record, ensure_ascii=not _stdout_takes("█é"), default=repr), flush=True)
+        _emit(json.dumps(record, ensure_ascii=not _stdout_takes("█é"), default=repr))
         return
     arrow = "→" if _stdout_takes("→") else "->"
     when = f"[{start:6.2f} {arrow} {end:6.2f}] " if start is not None and end is not None else ""
     prefix = f"{Path(name).name} " if with_name else ""
-    print(f"{prefix}{when}{u.text}", flush=True)  # type: ignore[attr-defined]
+    _emit(f"{prefix}{when}{u.text}")  # type: ignore[attr-defined]
+
+
+def _emit(line: str) -> None:
+    """One line on stdout; a progress bar on the same terminal is redrawn below it."""
+    from tqdm import tqdm
+
+    tqdm.write(line, file=sys.stdout)
+    sys.stdout.flush()
 
 
 # --- check --------------------------------------------------------------------------------
