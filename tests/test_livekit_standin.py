@@ -46,6 +46,13 @@ async def lk() -> AsyncIterator[LiveKitStandIn]:
         yield standin
 
 
+@pytest.fixture
+async def lk_no_media() -> AsyncIterator[LiveKitStandIn]:
+    """A server that refuses rooms (/rtc answers 501): the failure path of a job."""
+    async with LiveKitStandIn(media=False) as standin:
+        yield standin
+
+
 def make_server(lk: LiveKitStandIn, *, api_secret: str | None = None, **kwargs: Any) -> AgentServer:
     """A real AgentServer pointed at the stand-in, running jobs in threads like the kit does."""
     return AgentServer(
@@ -144,8 +151,9 @@ async def test_wrong_secret_with_default_max_retry_keeps_retrying_silently(
 
 
 async def test_dispatched_job_fails_to_join_the_room_and_the_worker_stays_up(
-    lk: LiveKitStandIn,
+    lk_no_media: LiveKitStandIn,
 ) -> None:
+    lk = lk_no_media
     seen: list[tuple[str, str, str]] = []  # (thread name, room name, connect error)
 
     async def entrypoint(ctx: JobContext) -> None:
@@ -279,9 +287,17 @@ async def test_room_service_grants_json_and_agent_endpoint_http_errors(lk: LiveK
                 await http.ws_connect(f"{lk.ws_url}/agent", headers=headers)
             assert refused.value.status == 401
 
+        # /rtc: a plain GET is no websocket; single-PC signalling (/rtc/v1) is absent
+        async with http.get(f"{lk.http_url}/rtc") as resp:
+            assert resp.status == 400
         async with http.get(f"{lk.http_url}/rtc/v1") as resp:
-            assert resp.status == 501 and await resp.text() == RTC_NOT_IMPLEMENTED
+            assert resp.status == 404
 
     reasons = [f.reason for f in lk.auth_failure_log]
     assert reasons[-2:] == ["invalid API key: nokey", "permissions denied"]
     assert lk.auth_failures == 5
+
+
+async def test_rtc_without_media_is_a_quick_501(lk_no_media: LiveKitStandIn) -> None:
+    async with aiohttp.ClientSession() as http, http.get(f"{lk_no_media.http_url}/rtc/v1") as resp:
+        assert resp.status == 501 and await resp.text() == RTC_NOT_IMPLEMENTED

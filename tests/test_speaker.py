@@ -1,7 +1,7 @@
 """VirtualSpeaker without a LiveKit server: conversion, pacing, capture into rtc.AudioSource.
 
-Joining a room and publishing need a real LiveKit server (the stand-in has no /rtc); here we
-only check that `join` fails fast and clearly against the stand-in.
+Joining a room and publishing are in test_room_media.py (against the stand-in's media); here
+we only check that `join` fails fast and clearly against a server that refuses rooms.
 """
 
 from __future__ import annotations
@@ -112,8 +112,8 @@ async def test_play_before_join_is_an_error():
         await VirtualSpeaker(_tone(0.1, 16_000)).play()
 
 
-async def test_join_against_the_standin_fails_fast_and_clearly():
-    async with LiveKitStandIn() as lk:
+async def test_join_refused_by_the_server_fails_fast_and_clearly():
+    async with LiveKitStandIn(media=False) as lk:
         token = (
             api.AccessToken(lk.api_key, lk.api_secret)
             .with_identity("virtual-speaker")
