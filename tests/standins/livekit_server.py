@@ -40,6 +40,7 @@ import socket
 import sys
 import time
 import uuid
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -49,6 +50,7 @@ import jwt
 from aiohttp import WSMsgType, web
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
+from jwt.warnings import InsecureKeyLengthWarning
 from livekit import api
 from livekit.protocol import agent, agent_dispatch, models, room
 
@@ -651,6 +653,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-media", action="store_true", help="refuse /rtc with a 501")
     parser.add_argument("--verbose", action="store_true", help="log signalling to stderr")
     args = parser.parse_args(argv)
+    # "secret" is livekit-server --dev's own secret: too short for PyJWT's taste, on purpose
+    warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
