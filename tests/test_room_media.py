@@ -335,3 +335,55 @@ async def test_every_speaker_is_transcribed_under_their_identity(
     assert not any(p.identity == agent_identity for p in lk.sfu.peers(session.room))
     assert not any(w.connected for w in lk.workers)
     print(f"room end-to-end test took {time.perf_counter() - started:.1f} s")
+
+
+async def test_who_is_transcribed_follows_the_room(lk, speech_dir, reference_texts, local_stt):
+    """Someone already speaking when the agent arrives is transcribed; an agent publishing
+    audio is not; unpublishing the microphone ends that participant's session."""
+    from stt_agent.config import Secret, Settings
+    from stt_agent.rooms import open_room
+
+    room = "who-room"
+    clip = speech_dir / "librivox_sense_sensibility_0930.wav"
+    settings = Settings(
+        livekit_url=lk.ws_url, livekit_api_key=lk.api_key, livekit_api_secret=Secret(lk.api_secret)
+    )
+    bot_token = (
+        api.AccessToken(lk.api_key, lk.api_secret)
+        .with_identity("other-agent")
+        .with_kind("agent")
+        .with_grants(api.VideoGrants(room_join=True, room=room))
+        .to_jwt()
+    )
+    early = VirtualSpeaker(clip, identity="early")
+    bot = VirtualSpeaker(clip, identity="other-agent")
+    handle = await stt_agent.start_agent(settings, agent_name=AGENT_NAME)
+    seen: set[str] = set()
+    handle.on_status(lambda status: seen.update(status.participants))
+    try:
+        await handle.wait_ready(timeout=JOIN_TIMEOUT_S)
+        await early.join(lk.ws_url, _token(lk, "early", room=room))
+        await bot.join(lk.ws_url, bot_token)
+        await open_room(settings, room=room, agent_name=AGENT_NAME)
+        await _wait_until(lambda: "early" in seen, JOIN_TIMEOUT_S, "early to be transcribed")
+        await early.play()
+        await _wait_until(
+            lambda: any(u.participant == "early" for u in handle.feed.utterances),
+            MEDIA_TIMEOUT_S,
+            "early's words",
+        )
+        assert early.room is not None and early.track is not None
+        await early.room.local_participant.unpublish_track(early.track.sid)
+        await _wait_until(
+            lambda: handle.status.participants == (), MEDIA_TIMEOUT_S, "early's session to end"
+        )
+        assert "early" in [p.identity for p in lk.sfu.peers(room)]  # still in the room
+    finally:
+        await early.aclose()
+        await bot.aclose()
+        await handle.stop()
+    assert seen == {"early"}  # never the other agent, nor the agent itself
+    said = " ".join(u.text for u in handle.feed.utterances if u.participant == "early")
+    wer = corpus_wer([reference_texts[clip.name]], [said])
+    print(f"early: WER {wer:.1%}: {said!r}")
+    assert wer <= SPEAKER_WER_LIMIT
