@@ -38,6 +38,8 @@ logger = logging.getLogger("transcriber")
 
 # A participant who leaves mid-sentence: how long their last words may take to come out.
 _DRAIN_TIMEOUT_S = 10.0
+# When the agent itself stops: `AgentHandle.stop()` promises to be done within a few seconds.
+_STOP_DRAIN_TIMEOUT_S = 2.0
 
 
 def new_transcriber(
@@ -94,7 +96,7 @@ class MultiUserTranscriber:
         for event, callback in self._events.items():
             self.room.off(event, callback)
         for identity in list(self._sessions) + list(self._starting):
-            self._stop(identity)
+            self._stop(identity, drain_s=_STOP_DRAIN_TIMEOUT_S)
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
@@ -122,13 +124,13 @@ class MultiUserTranscriber:
             self._starting[identity] = task
             self._track(task)
 
-    def _stop(self, identity: str) -> None:
+    def _stop(self, identity: str, drain_s: float = _DRAIN_TIMEOUT_S) -> None:
         starting = self._starting.get(identity)
         if identity in self._closing:
             return
         if identity in self._sessions or starting is not None:
             self._closing.add(identity)
-            self._track(asyncio.create_task(self._close(identity, starting)))
+            self._track(asyncio.create_task(self._close(identity, starting, drain_s)))
 
     def _track(self, task: asyncio.Task[None]) -> None:
         self._tasks.add(task)
@@ -168,7 +170,9 @@ class MultiUserTranscriber:
         logger.info(f"transcribing {identity}")
         self._changed()
 
-    async def _close(self, identity: str, starting: asyncio.Task[None] | None) -> None:
+    async def _close(
+        self, identity: str, starting: asyncio.Task[None] | None, drain_s: float
+    ) -> None:
         try:
             if starting is not None:
                 with contextlib.suppress(Exception, asyncio.CancelledError):
@@ -178,7 +182,7 @@ class MultiUserTranscriber:
                 return
             session, agent = entry
             try:
-                await _drained(agent, _DRAIN_TIMEOUT_S)
+                await _drained(agent, drain_s)
                 await session.aclose()
             finally:
                 if agent.stt is not None:

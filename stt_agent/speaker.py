@@ -125,7 +125,7 @@ class VirtualSpeaker:
         self.stats = PlayStats(count, samples / SAMPLE_RATE, time.monotonic() - started)
         return self.stats
 
-    # --- room parts (need a real LiveKit server) ---------------------------------------
+    # --- room parts (need a LiveKit server) --------------------------------------------
 
     async def join(self, url: str, token: str) -> None:
         """Connect to the room the token names and publish a microphone track."""

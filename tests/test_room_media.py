@@ -387,3 +387,43 @@ async def test_who_is_transcribed_follows_the_room(lk, speech_dir, reference_tex
     wer = corpus_wer([reference_texts[clip.name]], [said])
     print(f"early: WER {wer:.1%}: {said!r}")
     assert wer <= SPEAKER_WER_LIMIT
+
+
+async def test_stop_while_someone_speaks_leaves_the_room(lk, speech_dir, local_stt):
+    from stt_agent.config import Secret, Settings
+    from stt_agent.rooms import mint_user_token, open_room
+
+    settings = Settings(
+        livekit_url=lk.ws_url, livekit_api_key=lk.api_key, livekit_api_secret=Secret(lk.api_secret)
+    )
+    handle = await stt_agent.start_agent(settings, agent_name=AGENT_NAME)
+    speaker = VirtualSpeaker(speech_dir / "jfk_inaugural_1961.wav", identity="ada")
+    playing: asyncio.Task[object] | None = None
+    try:
+        await handle.wait_ready(timeout=JOIN_TIMEOUT_S)
+        session = await open_room(settings, agent_name=AGENT_NAME)
+        await speaker.join(lk.ws_url, mint_user_token(settings, session.room, identity="ada"))
+        await _wait_until(
+            lambda: handle.status.participants == ("ada",), JOIN_TIMEOUT_S, "ada transcribed"
+        )
+        playing = asyncio.ensure_future(speaker.play())
+        await _wait_until(
+            lambda: handle.feed.counts["final"] + handle.feed.counts["interim"] > 0,
+            MEDIA_TIMEOUT_S,
+            "the first words",
+        )
+        agent = next(p.identity for p in lk.sfu.peers(session.room) if p.identity != "ada")
+        await asyncio.wait_for(handle.stop(), 15)  # bounded; stop() itself promises seconds
+        assert handle.status.state == "stopped"
+        await _wait_until(
+            lambda: agent not in [p.identity for p in lk.sfu.peers(session.room)],
+            JOIN_TIMEOUT_S,
+            "the agent to leave the room",
+        )
+        assert not any(w.connected for w in lk.workers)
+        assert speaker.room is not None and speaker.room.isconnected()  # the others stay
+    finally:
+        if playing is not None:
+            playing.cancel()
+        await speaker.aclose()
+        await handle.stop()
