@@ -43,7 +43,6 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -637,9 +636,6 @@ class Sfu:
     def peers(self, room: str) -> list[Peer]:
         r = self.rooms.get(room)
         return list(r.peers.values()) if r is not None else []
-
-    async def wait_for(self, predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-        return await self.standin._wait(predicate, timeout, what)
 
     # ------------------------------------------------------------------ HTTP
 
