@@ -71,7 +71,9 @@ class TranscriptFeed:
 
     * `feed.subscribe(fn)` calls `fn(event)` for every event (returns an unsubscribe function);
     * `async for event in feed:` iterates from now on, until `feed.close()`;
-    * `feed.utterances` keeps the last `history` final utterances, oldest first.
+    * `feed.utterances` keeps the last `history` final utterances, oldest first;
+    * `feed.speakers` counts final utterances per participant, in order of first appearance
+      (room mode: one entry per transcribed participant; local mode: "local").
     """
 
     def __init__(self, history: int = 500, *, loop: asyncio.AbstractEventLoop | None = None):
@@ -83,6 +85,7 @@ class TranscriptFeed:
         self.interim: Utterance | None = None
         self.metrics: deque[MetricsEvent] = deque(maxlen=history)
         self.counts = {"final": 0, "interim": 0, "metrics": 0, "subscriber_errors": 0}
+        self.speakers: dict[str, int] = {}
         self.closed = False
 
     # --- the home loop ------------------------------------------------------------------
@@ -118,6 +121,7 @@ class TranscriptFeed:
                 self.utterances.append(event)
                 self.interim = None
                 self.counts["final"] += 1
+                self.speakers[event.participant] = self.speakers.get(event.participant, 0) + 1
             else:
                 self.interim = event
                 self.counts["interim"] += 1
@@ -199,17 +203,23 @@ class TranscriptFeed:
             Path(path).write_text(text, encoding="utf-8")
         return text
 
+    def _spoken(self, u: Utterance) -> str:
+        # who said it, once more than one voice can be in the transcript (room mode)
+        return u.text if u.participant == "local" else f"{u.participant}: {u.text}"
+
     def to_text(self, path: str | Path | None = None) -> str:
-        text = "".join(u.text + "\n" for u in self.utterances)
+        """One line per final utterance; room mode prefixes the speaker ("ada: ...")."""
+        text = "".join(self._spoken(u) + "\n" for u in self.utterances)
         if path is not None:
             Path(path).write_text(text, encoding="utf-8")
         return text
 
     def to_srt(self, path: str | Path | None = None) -> str:
+        """SubRip subtitles; room mode names the speaker in each cue ("ada: ...")."""
         blocks = []
         for i, u in enumerate(self.utterances, 1):
             start, end = u.start or 0.0, u.end if u.end is not None else (u.start or 0.0)
-            blocks.append(f"{i}\n{_srt_time(start)} --> {_srt_time(end)}\n{u.text}\n")
+            blocks.append(f"{i}\n{_srt_time(start)} --> {_srt_time(end)}\n{self._spoken(u)}\n")
         text = "\n".join(blocks)
         if path is not None:
             Path(path).write_text(text, encoding="utf-8")

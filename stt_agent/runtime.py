@@ -23,17 +23,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobExecutorType, room_io
+from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobExecutorType
 from livekit.agents import stt as lk_stt
 
-from .agent import Transcriber, make_session
 from .audio import as_source
 from .config import Settings, load_settings
 from .engines import LocalSTT, make_stt
 from .feed import TranscriptFeed, Utterance
 from .handlers import Handler, TurnHandlers
 from .local import LocalRun
-from .observer import TurnObserver
+from .multi_user import MultiUserTranscriber, new_transcriber
 from .progress import RunProgress
 from .progress_bar import follow, wants_bar
 
@@ -350,25 +349,22 @@ class _RoomWorker:
         """Runs on the job's own thread and loop; reports back through the handle."""
         handle, room_name = self.handle, ctx.room.name
         handle._set_status(state="in_job", room=room_name, participants=(), detail="connecting")
-
-        def participants() -> tuple[str, ...]:
-            return tuple(p.identity for p in ctx.room.remote_participants.values())
-
+        transcriber = MultiUserTranscriber(
+            ctx.room,
+            lambda identity: new_transcriber(
+                self.settings,
+                feed=handle.feed,
+                handlers=handle.handlers,
+                source=room_name,
+                participant=identity,
+            ),
+            on_change=lambda who: handle._set_status(participants=who),
+        )
         try:
             await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY)
-            for event in ("participant_connected", "participant_disconnected"):
-                ctx.room.on(event, lambda *_: handle._set_status(participants=participants()))
-            handle._set_status(participants=participants(), detail="transcribing")
-            session = make_session()
-            agent = Transcriber(
-                stt=make_stt(self.settings),
-                turns=TurnObserver(feed=handle.feed, handlers=handle.handlers, source=room_name),
-            )
-            await session.start(
-                agent=agent,
-                room=ctx.room,
-                room_options=room_io.RoomOptions(text_output=True, audio_output=False),
-            )
+            transcriber.start()  # every participant who publishes audio, under their identity
+            handle._set_status(detail="transcribing")
+            ctx.add_shutdown_callback(transcriber.aclose)
             ctx.add_shutdown_callback(self._job_ended)
         except Exception as e:
             # LiveKit reports a thread job as succeeded whatever happened; say it here.

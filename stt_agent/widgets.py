@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import threading
 import time
+import weakref
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -37,13 +38,41 @@ _STATE_COLOURS = {
     "stopped": "#57606a",
     "error": "#cf222e",
 }
+# One colour per speaker, readable on light and dark themes; given out in order of appearance.
+_SPEAKER_COLOURS = (
+    "#0969da",
+    "#8250df",
+    "#bf3989",
+    "#1a7f37",
+    "#bc4c00",
+    "#0a7b83",
+    "#9a6700",
+    "#cf222e",
+)
+_colours: weakref.WeakKeyDictionary[TranscriptFeed, dict[str, str]] = weakref.WeakKeyDictionary()
 
 
-def _row(u: Utterance) -> str:
+def speaker_colour(feed: TranscriptFeed, participant: str) -> str:
+    """The colour of `participant` in every view of `feed` (the same in all of them)."""
+    given = _colours.setdefault(feed, {})
+    if participant not in given:
+        given[participant] = _SPEAKER_COLOURS[len(given) % len(_SPEAKER_COLOURS)]
+    return given[participant]
+
+
+def _speaker(feed: TranscriptFeed, participant: str) -> str:
+    colour = speaker_colour(feed, participant)
+    return (
+        f"<b class='stt-speaker' data-participant='{html.escape(participant, quote=True)}' "
+        f"style='color:{colour}'>{html.escape(participant)}</b>"
+    )
+
+
+def _row(u: Utterance, feed: TranscriptFeed) -> str:
     when = datetime.fromtimestamp(u.received_at).strftime("%H:%M:%S")
     bits = [f"<span style='color:#57606a'>{when}</span>"]
     if u.participant:
-        bits.append(f"<b>{html.escape(u.participant)}</b>")
+        bits.append(_speaker(feed, u.participant))
     if u.start is not None and u.end is not None:
         bits.append(f"<span style='color:#57606a'>{u.start:.1f}–{u.end:.1f} s</span>")
     if u.latency_s is not None:
@@ -64,7 +93,9 @@ def _row(u: Utterance) -> str:
 
 
 class TranscriptView(widgets.VBox):
-    """Live transcript: a line of interim text, then final utterances, newest at the bottom."""
+    """Live transcript: final utterances, newest at the bottom, then the words being spoken
+    (one interim line per speaker). Each speaker has a name and a colour; the summary line
+    counts utterances per speaker."""
 
     def __init__(
         self,
@@ -80,6 +111,7 @@ class TranscriptView(widgets.VBox):
         self._min_interim_gap = 1.0 / interim_hz
         self._last_interim_render = 0.0
         self._rows: list[str] = []
+        self._interims: dict[str, Utterance] = {}  # per speaker: what they are saying now
         self.render_thread_ids: set[int] = set()  # lets tests prove the loop-only rule
         self._list = widgets.HTML(layout=widgets.Layout(width="100%"))
         self._interim = widgets.HTML(layout=widgets.Layout(width="100%", min_height="1.6em"))
@@ -87,9 +119,11 @@ class TranscriptView(widgets.VBox):
         super().__init__([self._summary, self._list, self._interim])
         self.add_class("stt-transcript-view")
         for u in list(feed.utterances)[-max_rows:]:
-            self._rows.append(_row(u))
+            self._rows.append(_row(u, feed))
         self._render_list()
-        self._render_interim(feed.interim)
+        if feed.interim is not None:
+            self._interims[feed.interim.participant] = feed.interim
+        self._render_interim()
         self._unsubscribe = feed.subscribe(self._on_event)
 
     @property
@@ -102,15 +136,17 @@ class TranscriptView(widgets.VBox):
         if not isinstance(event, Utterance):
             return
         if event.final:
-            self._rows.append(_row(event))
+            self._rows.append(_row(event, self.feed))
             del self._rows[: -self.max_rows]
             self._render_list()
-            self._render_interim(None)
+            self._interims.pop(event.participant, None)
+            self._render_interim()
         else:
+            self._interims[event.participant] = event
             now = time.monotonic()
             if now - self._last_interim_render >= self._min_interim_gap:
                 self._last_interim_render = now
-                self._render_interim(event)
+                self._render_interim()
 
     def _render_list(self) -> None:
         rows = "".join(reversed(self._rows))  # column-reverse: the first child is the newest
@@ -118,15 +154,29 @@ class TranscriptView(widgets.VBox):
         empty = "<div style='color:#8c959f'>Waiting for speech…</div>" if not rows else ""
         self._list.value = f"<div class='stt-list' style='{style}'>{rows}{empty}</div>"
         counts = self.feed.counts
+        speakers = self.feed.speakers
+        per_speaker = ""
+        if len(speakers) > 1 or (speakers and "local" not in speakers):
+            per_speaker = (
+                " ("
+                + ", ".join(f"{_speaker(self.feed, who)} {n}" for who, n in speakers.items())
+                + ")"
+            )
         self._summary.value = (
-            f"<span style='color:#57606a;font-size:12px'>{counts['final']} utterances · "
-            f"showing the last {min(len(self._rows), self.max_rows)}</span>"
+            f"<span style='color:#57606a;font-size:12px'>{counts['final']} utterances"
+            f"{per_speaker} · showing the last {min(len(self._rows), self.max_rows)}</span>"
         )
 
-    def _render_interim(self, u: Utterance | None) -> None:
-        text = "" if u is None else html.escape(u.text)
+    def _render_interim(self) -> None:
+        several = len(self._interims) > 1 or any(p != "local" for p in self._interims)
+        lines = [
+            (f"{_speaker(self.feed, who)}: " if several else "") + html.escape(u.text)
+            for who, u in self._interims.items()
+        ]
         self._interim.value = (
-            f"<div class='stt-interim' style='color:#57606a;font-style:italic'>{text}</div>"
+            "<div class='stt-interim' style='color:#57606a;font-style:italic'>"
+            + "<br>".join(lines)
+            + "</div>"
         )
 
     def close(self) -> None:
@@ -168,9 +218,11 @@ class StatusView(widgets.VBox):
             rows.append(("worker", status.worker_id))
         if status.room:
             rows.append(("room", status.room))
-        if status.participants:
-            rows.append(("participants", ", ".join(status.participants)))
-        counts = self.handle.feed.counts
+        feed = self.handle.feed
+        speakers = dict(feed.speakers)
+        for who in status.participants:  # transcribed now, maybe silent so far
+            speakers.setdefault(who, 0)
+        counts = feed.counts
         rows.append(("utterances", f"{counts['final']} final, {counts['interim']} interim"))
         names = self.handle.turn_handlers
         rows.append(("turn handlers", ", ".join(names) if names else "none"))
@@ -184,6 +236,17 @@ class StatusView(widgets.VBox):
             f"<td>{html.escape(str(v))}</td></tr>"
             for k, v in rows
         )
+        if self.handle.mode == "room" and speakers:
+            # who is transcribed (now, or earlier in this feed) and how much each one said
+            live = set(status.participants)
+            cells = ", ".join(
+                f"{_speaker(feed, who)} {n}" + ("" if who in live else " (left)")
+                for who, n in speakers.items()
+            )
+            table += (
+                "<tr><td style='color:#57606a;padding-right:12px'>speakers</td>"
+                f"<td class='stt-speakers'>{cells}</td></tr>"
+            )
         error = (
             f"<div style='color:#cf222e;margin-top:4px'>⚠ {html.escape(status.error)}</div>"
             if status.error

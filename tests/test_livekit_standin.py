@@ -10,18 +10,23 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
+import socket
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from livekit import api
+from livekit import api, rtc
 from livekit.agents import AgentServer, JobContext, JobExecutorType
 
 from tests.standins.livekit_server import RTC_NOT_IMPLEMENTED, LiveKitStandIn
 
+REPO = Path(__file__).resolve().parents[1]
 AGENT_NAME = "standin-test"
 WRONG_SECRET = "not-the-secret-but-also-32-characters-long"
 
@@ -43,6 +48,13 @@ def _restore_livekit_env() -> Iterator[None]:
 @pytest.fixture
 async def lk() -> AsyncIterator[LiveKitStandIn]:
     async with LiveKitStandIn() as standin:
+        yield standin
+
+
+@pytest.fixture
+async def lk_no_media() -> AsyncIterator[LiveKitStandIn]:
+    """A server that refuses rooms (/rtc answers 501): the failure path of a job."""
+    async with LiveKitStandIn(media=False) as standin:
         yield standin
 
 
@@ -144,8 +156,9 @@ async def test_wrong_secret_with_default_max_retry_keeps_retrying_silently(
 
 
 async def test_dispatched_job_fails_to_join_the_room_and_the_worker_stays_up(
-    lk: LiveKitStandIn,
+    lk_no_media: LiveKitStandIn,
 ) -> None:
+    lk = lk_no_media
     seen: list[tuple[str, str, str]] = []  # (thread name, room name, connect error)
 
     async def entrypoint(ctx: JobContext) -> None:
@@ -279,9 +292,54 @@ async def test_room_service_grants_json_and_agent_endpoint_http_errors(lk: LiveK
                 await http.ws_connect(f"{lk.ws_url}/agent", headers=headers)
             assert refused.value.status == 401
 
+        # /rtc: a plain GET is no websocket; single-PC signalling (/rtc/v1) is absent
+        async with http.get(f"{lk.http_url}/rtc") as resp:
+            assert resp.status == 400
         async with http.get(f"{lk.http_url}/rtc/v1") as resp:
-            assert resp.status == 501 and await resp.text() == RTC_NOT_IMPLEMENTED
+            assert resp.status == 404
 
     reasons = [f.reason for f in lk.auth_failure_log]
     assert reasons[-2:] == ["invalid API key: nokey", "permissions denied"]
     assert lk.auth_failures == 5
+
+
+async def test_rtc_without_media_is_a_quick_501(lk_no_media: LiveKitStandIn) -> None:
+    async with aiohttp.ClientSession() as http, http.get(f"{lk_no_media.http_url}/rtc/v1") as resp:
+        assert resp.status == 501 and await resp.text() == RTC_NOT_IMPLEMENTED
+
+
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")  # "secret", on purpose
+async def test_launch_contract_python_m_prints_ready_and_serves_rooms() -> None:
+    """`python -m tests.standins.livekit_server --port PORT`: dev keys, one `ready` line."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.standins.livekit_server",
+        "--port",
+        str(port),
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+        assert "ready" in line and f"ws://127.0.0.1:{port}" in line
+        token = (
+            api.AccessToken("devkey", "secret")
+            .with_identity("probe")
+            .with_grants(api.VideoGrants(room_join=True, room="contract"))
+            .to_jwt()
+        )
+        room = rtc.Room()
+        await asyncio.wait_for(room.connect(f"ws://127.0.0.1:{port}", token), 20)
+        assert room.name == "contract" and room.local_participant.identity == "probe"
+        await room.disconnect()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), 10)
+    assert proc.returncode == 0
+    assert b"Traceback" not in err and b"InsecureKeyLengthWarning" not in err

@@ -1,8 +1,8 @@
 """Room mode against the LiveKit agent-worker stand-in on 127.0.0.1.
 
-The WebRTC media path is LiveKit's and is not faked: a job's room connection fails against
-the stand-in, which is exactly what lets us check that a failed job shows up as an error
-while the worker stays registered.
+Registration, refused keys and a job that cannot join its room (the stand-in started with
+`media=False` refuses `/rtc`): a failed job shows up as an error while the worker stays
+registered. Jobs that do join and transcribe are in test_room_media.py.
 """
 
 from __future__ import annotations
@@ -32,6 +32,12 @@ def _keep_environment() -> Iterator[None]:
 @pytest.fixture
 async def lk() -> AsyncIterator[LiveKitStandIn]:
     async with LiveKitStandIn() as standin:
+        yield standin
+
+
+@pytest.fixture
+async def lk_no_media() -> AsyncIterator[LiveKitStandIn]:
+    async with LiveKitStandIn(media=False) as standin:
         yield standin
 
 
@@ -91,7 +97,8 @@ async def test_wrong_secret_is_a_clear_error_without_a_reconnect_storm(lk):
     await handle.stop()
 
 
-async def test_failed_job_shows_as_an_error_while_the_worker_stays_up(lk):
+async def test_failed_job_shows_as_an_error_while_the_worker_stays_up(lk_no_media):
+    lk = lk_no_media
     handle = await stt_agent.start_agent(_settings(lk))
     await handle.wait_ready(timeout=10)
     worker_id = handle.status.worker_id

@@ -16,18 +16,31 @@ clients installed here (livekit-agents 1.8.9 ``worker.py``, livekit-api 1.2.2):
   missing room is created: a simplification). It is not forwarded to a worker automatically; a
   test that wants the worker to get the job calls :meth:`LiveKitStandIn.dispatch_job` itself.
 
-What is NOT implemented: ``/rtc`` (room signalling) and therefore the whole WebRTC media path.
-That is LiveKit's SFU and is not faked here: every ``/rtc...`` request gets a quick 501 with a
-plain-text reason, so ``rtc.Room.connect`` (and so ``JobContext.connect``) fails fast and clearly
-while the worker connection stays up. Tests that need real media need a real LiveKit server.
+* ``/rtc`` room signalling and WebRTC media (aiortc): see ``livekit_sfu.py``. The real
+  ``livekit.rtc`` client joins a room, publishes audio, receives the others' audio and data
+  packets (text streams such as ``lk.transcription`` included). With ``media=False`` every
+  ``/rtc...`` request gets a quick 501 instead, for tests of a server that refuses rooms.
+* Dispatch like the real server: ``CreateDispatch`` offers the job to a worker registered with
+  that agent name, and a worker registered without a name gets a job for every room created
+  through ``CreateRoom`` or a first join (``auto_dispatch=False`` turns both off; tests can
+  always call :meth:`LiveKitStandIn.dispatch_job` themselves).
+
+Run it on its own with ``python -m tests.standins.livekit_server --port PORT``: 127.0.0.1, the
+dev key pair ``devkey`` / ``secret``, one line containing ``ready`` once it listens.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
+import logging
+import signal
 import socket
+import sys
 import time
 import uuid
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -37,8 +50,11 @@ import jwt
 from aiohttp import WSMsgType, web
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
+from jwt.warnings import InsecureKeyLengthWarning
 from livekit import api
 from livekit.protocol import agent, agent_dispatch, models, room
+
+from .livekit_sfu import Sfu
 
 STANDIN_VERSION = "standin-1.0"
 # protocol numbers the real server advertises in ServerInfo (signal protocol / agent protocol)
@@ -46,8 +62,8 @@ _SIGNAL_PROTOCOL = 16
 _AGENT_PROTOCOL = 1
 
 RTC_NOT_IMPLEMENTED = (
-    "LiveKitStandIn does not implement /rtc: room signalling and WebRTC media belong to a real "
-    "LiveKit server and are not faked in tests"
+    "LiveKitStandIn was started with media=False: /rtc (room signalling and WebRTC media) is "
+    "refused"
 )
 
 
@@ -107,7 +123,7 @@ class RegisteredWorker:
 
 
 class LiveKitStandIn:
-    """In-process fake LiveKit server: worker protocol + Room service, no media.
+    """In-process fake LiveKit server: worker protocol, Room service, rooms with media.
 
     Use as ``async with LiveKitStandIn() as lk:`` and point the worker at ``lk.ws_url``.
     """
@@ -118,11 +134,19 @@ class LiveKitStandIn:
         api_key: str = "devkey",
         api_secret: str = "secret-of-at-least-32-characters-long",
         host: str = "127.0.0.1",
+        port: int = 0,
+        media: bool = True,
+        auto_dispatch: bool = True,
     ) -> None:
         self.api_key = api_key
         self.api_secret = api_secret
         self.host = host
-        self.port = 0
+        self.port = port
+        self.media = media
+        self.auto_dispatch = auto_dispatch
+        self.sfu = Sfu(self)
+        self.dispatch_errors: list[str] = []  # automatic dispatches that found no taker
+        self._background: set[asyncio.Task[Any]] = set()
 
         # introspection for tests
         self.workers: list[RegisteredWorker] = []
@@ -179,18 +203,27 @@ class LiveKitStandIn:
         app.router.add_post(
             "/twirp/livekit.AgentDispatchService/{method}", self._handle_dispatch_service
         )
-        app.router.add_route("*", "/rtc{tail:.*}", self._handle_rtc)
+        if self.media:
+            app.router.add_get("/rtc", self.sfu.handle_rtc)
+            app.router.add_get("/rtc/validate", self.sfu.handle_validate)
+            app.router.add_get("/rtc/v1/validate", self.sfu.handle_validate)
+            app.router.add_get("/rtc/v1", self.sfu.handle_v1)
+        else:
+            app.router.add_route("*", "/rtc{tail:.*}", self._handle_rtc)
         # no access log: /rtc and /agent requests carry tokens in the URL or headers
         self._runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)
         await self._runner.setup()
         # bind the socket ourselves: port 0 gives a free port without racing other tests
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, 0))
+        sock.bind((self.host, self.port))
         self.port = sock.getsockname()[1]
         await web.SockSite(self._runner, sock).start()
 
     async def aclose(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await self.sfu.aclose()
         for w in self.workers:
             if w._ws is not None and not w._ws.closed:
                 await w._ws.close(code=1001, message=b"stand-in shutting down")
@@ -345,6 +378,7 @@ class LiveKitStandIn:
         *,
         participant_identity: str | None = None,
         agent_name: str = "",
+        metadata: str = "",
         timeout: float = 10.0,
     ) -> str:
         """Offer a JT_ROOM job for room_name to the matching registered workers (same agent_name),
@@ -368,6 +402,7 @@ class LiveKitStandIn:
             type=agent.JT_ROOM,
             room=self._get_or_create_room(room_name),
             agent_name=agent_name,
+            metadata=metadata,
             state=agent.JobState(status=agent.JS_PENDING, updated_at=time.time_ns()),
         )
         if participant_identity is not None:
@@ -438,9 +473,13 @@ class LiveKitStandIn:
     # ----------------------------------------------------------------- Room service (Twirp)
 
     def _get_or_create_room(
-        self, name: str, req: room.CreateRoomRequest | None = None
+        self, name: str, req: room.CreateRoomRequest | None = None, *, dispatch: bool = False
     ) -> models.Room:
+        """The room called name, created if needed; with dispatch, a new room gets a job for
+        the workers registered without an agent name, as on the real server."""
         if name not in self.rooms:
+            if dispatch and self.auto_dispatch:
+                self._dispatch_soon(name, "", wait=False)
             now = time.time()
             self.rooms[name] = models.Room(
                 sid=_new_id("RM_"),
@@ -511,7 +550,8 @@ class LiveKitStandIn:
 
     def _create_room(self, req: room.CreateRoomRequest, claims: api.Claims | None) -> Message:
         self._require(claims, lambda v: bool(v.room_create))
-        return self._get_or_create_room(req.name, req)  # idempotent, like the real server
+        # idempotent, like the real server
+        return self._get_or_create_room(req.name, req, dispatch=True)
 
     def _list_rooms(self, req: room.ListRoomsRequest, claims: api.Claims | None) -> Message:
         self._require(claims, lambda v: bool(v.room_list))
@@ -523,14 +563,15 @@ class LiveKitStandIn:
         self._require(claims, lambda v: bool(v.room_create))  # sic: delete needs roomCreate
         if self.rooms.pop(req.room, None) is None:
             raise LookupError("room not found")
+        self._spawn(self.sfu.close_room(req.room))  # everyone in it is told to leave
         return room.DeleteRoomResponse()
 
     def _list_participants(
         self, req: room.ListParticipantsRequest, claims: api.Claims | None
     ) -> Message:
         self._require(claims, lambda v: bool(v.room_admin) and v.room == req.room)
-        # nobody can join (no /rtc), so every room is empty
-        return room.ListParticipantsResponse()
+        people = [p.info for p in self.sfu.peers(req.room) if not p.closed]
+        return room.ListParticipantsResponse(participants=people)
 
     def _create_dispatch(
         self, req: agent_dispatch.CreateAgentDispatchRequest, claims: api.Claims | None
@@ -546,9 +587,43 @@ class LiveKitStandIn:
             state=agent_dispatch.AgentDispatchState(created_at=time.time_ns()),
         )
         self.dispatches.append(dispatch)
+        if self.auto_dispatch:
+            self._dispatch_soon(req.room, req.agent_name, metadata=req.metadata, wait=True)
         return dispatch
 
-    # ----------------------------------------------------------------- /rtc (not implemented)
+    # ----------------------------------------------------------------- automatic dispatch
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    def _dispatch_soon(
+        self, room_name: str, agent_name: str, *, metadata: str = "", wait: bool
+    ) -> None:
+        """Offer a job in the background; an explicit dispatch waits for its worker to
+        register (the real server keeps it pending), a new room's does not."""
+
+        async def dispatch() -> None:
+            def matching() -> bool:
+                return any(
+                    w.connected and w.agent_name == agent_name and w.request.type == agent.JT_ROOM
+                    for w in self.workers
+                )
+
+            try:
+                if not matching():
+                    if not wait:
+                        return
+                    await self._wait(matching, 60.0, f"a worker named {agent_name!r}")
+                await self.dispatch_job(room_name, agent_name=agent_name, metadata=metadata)
+            except (LookupError, RuntimeError, TimeoutError) as e:
+                self.dispatch_errors.append(f"{room_name}/{agent_name!r}: {e}")
+
+        self._spawn(dispatch())
+
+    # ----------------------------------------------------------------- /rtc (media=False)
 
     async def _handle_rtc(self, request: web.Request) -> web.Response:
         self.rtc_requests.append(request.path)
@@ -562,3 +637,58 @@ def _now_ms() -> int:
 
 def _twirp_error(status: int, code: str, msg: str) -> web.Response:
     return web.json_response({"code": code, "msg": msg}, status=status)
+
+
+# ----------------------------------------------------------------- python -m
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.standins.livekit_server",
+        description="LiveKit stand-in on 127.0.0.1 (dev keys devkey / secret), for tests only",
+    )
+    parser.add_argument("--port", type=int, default=7880)
+    parser.add_argument("--api-key", default="devkey")
+    parser.add_argument("--api-secret", default="secret")
+    parser.add_argument("--no-media", action="store_true", help="refuse /rtc with a 501")
+    parser.add_argument("--verbose", action="store_true", help="log signalling to stderr")
+    args = parser.parse_args(argv)
+    # "secret" is livekit-server --dev's own secret: too short for PyJWT's taste, on purpose
+    warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+    async def serve() -> None:
+        standin = LiveKitStandIn(
+            api_key=args.api_key,
+            api_secret=args.api_secret,
+            port=args.port,
+            media=not args.no_media,
+        )
+        try:
+            await standin.start()
+        except OSError as e:
+            print(
+                f"livekit stand-in: cannot listen on 127.0.0.1:{args.port}: {e.strerror}",
+                file=sys.stderr,
+            )
+            raise SystemExit(1) from None
+        print(f"livekit stand-in ready on {standin.ws_url}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            await standin.aclose()
+
+    asyncio.run(serve())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
