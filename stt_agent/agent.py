@@ -22,12 +22,10 @@ from livekit.agents import (
     Agent,
     AgentServer,
     AgentSession,
-    AutoSubscribe,
     JobContext,
     ModelSettings,
     StopResponse,
     llm,
-    room_io,
     stt,
 )
 
@@ -90,15 +88,12 @@ def make_session(*, close_transcript_timeout: float = 2.0) -> AgentSession[None]
 
 
 async def entrypoint(ctx: JobContext) -> None:
-    """The tutorial's entrypoint: join audio-only, transcribe, publish transcriptions."""
-    await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY)
+    """The tutorial's entrypoint: join audio-only, transcribe, publish transcriptions; here
+    every participant who speaks gets a session of their own (LiveKit's multi-user pattern:
+    `MultiUserTranscriber` starts each one just like the tutorial's `session.start`)."""
+    from .multi_user import transcribe_room  # it builds on this module
 
-    session = make_session()
-    await session.start(
-        agent=Transcriber(),
-        room=ctx.room,
-        room_options=room_io.RoomOptions(text_output=True, audio_output=False),
-    )
+    await transcribe_room(ctx, load_settings())
 
 
 def build_server(settings: Settings | None = None) -> AgentServer:

@@ -45,6 +45,7 @@ ENV_VARS: dict[str, str] = {
     "STT_AGENT_ENGINE": "engine_choice",
     "STT_AGENT_LOCAL_MODEL": "local_model",
     "STT_AGENT_AGENT_NAME": "agent_name",
+    "STT_AGENT_MAX_STREAMS": "max_streams",
 }
 _SECRET_FIELDS = {"livekit_api_secret", "assemblyai_api_key"}
 _PLACEHOLDER = re.compile(r"^(<.*>|x+|your[-_ ].*|changeme|replace[-_ ]?me|\.\.\.|todo)$", re.I)
@@ -120,6 +121,8 @@ class Settings:
     engine_choice: str = "auto"
     local_model: str = "tiny.en"
     agent_name: str = ""
+    # Streams one worker takes before it tells LiveKit it is full (None: the engine's default).
+    max_streams: int | None = None
     env_file: Path | None = None
     sources: Mapping[str, str] = field(default_factory=dict)
 
@@ -252,15 +255,24 @@ class Settings:
         return found
 
     def _kit_problems(self) -> list[Problem]:
+        problems = []
         if self.engine_choice not in ("auto", "local", "assemblyai"):
-            return [
+            problems.append(
                 Problem(
                     "STT_AGENT_ENGINE",
                     f"{self.engine_choice!r} is not an engine.",
                     "use auto, local or assemblyai.",
                 )
-            ]
-        return []
+            )
+        if "STT_AGENT_MAX_STREAMS" in self.sources and (self.max_streams or 0) < 1:
+            problems.append(
+                Problem(
+                    "STT_AGENT_MAX_STREAMS",
+                    "is not a whole number of streams of at least 1.",
+                    "set it to how many speakers one worker should transcribe, e.g. 4.",
+                )
+            )
+        return problems
 
     # --- presentation --------------------------------------------------------------------
 
@@ -406,7 +418,7 @@ def _convert(attr: str, text: str) -> object:
         return Secret(text)
     if attr == "assemblyai_format_turns":
         return text.strip().lower() not in ("0", "false", "no", "off")
-    if attr in ("assemblyai_min_turn_silence_ms", "assemblyai_max_turn_silence_ms"):
+    if attr in ("assemblyai_min_turn_silence_ms", "assemblyai_max_turn_silence_ms", "max_streams"):
         try:
             return int(text)
         except ValueError:

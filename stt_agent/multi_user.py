@@ -23,7 +23,8 @@ from collections.abc import Callable
 from typing import Any
 
 from livekit import rtc
-from livekit.agents import AgentSession, room_io
+from livekit.agents import AgentSession, AutoSubscribe, JobContext, room_io
+from livekit.agents import stt as lk_stt
 from livekit.agents.types import ATTRIBUTE_PUBLISH_ON_BEHALF
 
 from .agent import Transcriber, make_session
@@ -33,8 +34,9 @@ from .feed import TranscriptFeed
 from .handlers import TurnHandlers
 from .observer import TurnObserver
 from .progress import RunProgress, current_progress
+from .worker_load import StreamLoad
 
-__all__ = ["MultiUserTranscriber", "new_transcriber"]
+__all__ = ["MultiUserTranscriber", "new_transcriber", "transcribe_room"]
 
 logger = logging.getLogger("transcriber")
 
@@ -65,6 +67,34 @@ def new_transcriber(
     return Transcriber(stt=stt, turns=turns)
 
 
+async def transcribe_room(
+    ctx: JobContext,
+    settings: Settings,
+    *,
+    feed: TranscriptFeed | None = None,
+    handlers: TurnHandlers | None = None,
+    on_change: Callable[[tuple[str, ...]], Any] | None = None,
+    load: StreamLoad | None = None,
+) -> MultiUserTranscriber:
+    """The room entrypoint, for the CLI's worker and the notebook's alike: join audio-only,
+    then transcribe every participant who speaks until the job ends."""
+    feed = feed if feed is not None else TranscriptFeed()
+    handlers = handlers if handlers is not None else TurnHandlers()
+    room_name = ctx.room.name
+    transcriber = MultiUserTranscriber(
+        ctx.room,
+        lambda identity: new_transcriber(
+            settings, feed=feed, handlers=handlers, source=room_name, participant=identity
+        ),
+        on_change=on_change,
+        load=load,
+    )
+    await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY)
+    transcriber.start()  # every participant who publishes audio, under their identity
+    ctx.add_shutdown_callback(transcriber.aclose)
+    return transcriber
+
+
 class MultiUserTranscriber:
     """Starts and stops one transcribing `AgentSession` per audio-publishing participant.
 
@@ -78,10 +108,12 @@ class MultiUserTranscriber:
         make_agent: Callable[[str], Transcriber],
         *,
         on_change: Callable[[tuple[str, ...]], Any] | None = None,
+        load: StreamLoad | None = None,
     ) -> None:
         self.room = room
         self._make_agent = make_agent
         self._on_change = on_change
+        self._load = load
         self._sessions: dict[str, tuple[AgentSession[None], Transcriber]] = {}
         self._starting: dict[str, asyncio.Task[None]] = {}
         self._closing: set[str] = set()
@@ -186,6 +218,8 @@ class MultiUserTranscriber:
             current_progress.reset(token)
             self._starting.pop(identity, None)
         self._sessions[identity] = (session, agent)
+        if self._load is not None:
+            self._load.started()
         logger.info(f"transcribing {identity}")
         self._changed()
 
@@ -206,10 +240,12 @@ class MultiUserTranscriber:
                 await session.aclose()
                 await agent.turns.aclose()
             finally:
-                if agent.stt is not None:
+                if isinstance(agent.stt, lk_stt.STT):
                     await agent.stt.aclose()
                 # still listed while its last words come out: "being transcribed" until here
                 del self._sessions[identity]
+                if self._load is not None:
+                    self._load.stopped()
                 self._changed()
             logger.info(f"stopped transcribing {identity}")
         finally:

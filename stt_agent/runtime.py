@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobExecutorType
+from livekit.agents import AgentServer, JobContext, JobExecutorType
 from livekit.agents import stt as lk_stt
 
 from .audio import as_source
@@ -32,9 +32,10 @@ from .engines import LocalSTT, make_stt
 from .feed import TranscriptFeed, Utterance
 from .handlers import Handler, TurnHandlers
 from .local import LocalRun
-from .multi_user import MultiUserTranscriber, new_transcriber
+from .multi_user import transcribe_room
 from .progress import RunProgress
 from .progress_bar import follow, wants_bar
+from .worker_load import DEFAULT_MAX_STREAMS, LOAD_THRESHOLD, StreamLoad
 
 __all__ = ["AgentHandle", "AgentStatus", "start_agent", "start_local"]
 
@@ -295,6 +296,8 @@ class _RoomWorker:
     def __init__(self, handle: AgentHandle, settings: Settings, agent_name: str) -> None:
         self.handle = handle
         self.settings = settings
+        # Jobs run on threads here, so every stream of this worker is counted in `load`.
+        self.load = StreamLoad(settings.max_streams or DEFAULT_MAX_STREAMS[settings.engine])
         self.server = AgentServer(
             ws_url=settings.livekit_url,
             api_key=settings.livekit_api_key,
@@ -302,6 +305,8 @@ class _RoomWorker:
             job_executor_type=JobExecutorType.THREAD,
             host="127.0.0.1",
             port=0,
+            load_fnc=self.load,
+            load_threshold=LOAD_THRESHOLD,  # dev mode would never say "full"
         )
         self.server.rtc_session(self._entrypoint, agent_name=agent_name)
         self.server.on("worker_registered", self._on_registered)
@@ -349,22 +354,16 @@ class _RoomWorker:
         """Runs on the job's own thread and loop; reports back through the handle."""
         handle, room_name = self.handle, ctx.room.name
         handle._set_status(state="in_job", room=room_name, participants=(), detail="connecting")
-        transcriber = MultiUserTranscriber(
-            ctx.room,
-            lambda identity: new_transcriber(
+        try:
+            await transcribe_room(
+                ctx,
                 self.settings,
                 feed=handle.feed,
                 handlers=handle.handlers,
-                source=room_name,
-                participant=identity,
-            ),
-            on_change=lambda who: handle._set_status(participants=who),
-        )
-        try:
-            await ctx.connect(auto_subscribe=AutoSubscribe.AUDIO_ONLY)
-            transcriber.start()  # every participant who publishes audio, under their identity
+                on_change=lambda who: handle._set_status(participants=who),
+                load=self.load,
+            )
             handle._set_status(detail="transcribing")
-            ctx.add_shutdown_callback(transcriber.aclose)
             ctx.add_shutdown_callback(self._job_ended)
         except Exception as e:
             # LiveKit reports a thread job as succeeded whatever happened; say it here.

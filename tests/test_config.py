@@ -494,3 +494,15 @@ def test_apply_to_environ_exports_without_overwriting(
     assert "ASSEMBLYAI_API_KEY" not in target  # unset values are not exported as ""
     assert "STT_AGENT_AGENT_NAME" not in target
     assert not any(var in os.environ for var in ENV_VARS)  # a given dict means only that dict
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "four", "1.5"])
+def test_a_stream_capacity_that_is_not_a_positive_whole_number_is_a_problem(value: str) -> None:
+    s = load_settings(environ={"STT_AGENT_MAX_STREAMS": value})
+    [problem] = [p for p in s.problems() if p.variable == "STT_AGENT_MAX_STREAMS"]
+    assert "at least 1" in problem.message and "e.g. 4" in problem.fix
+
+
+def test_a_stream_capacity_is_read_as_a_number() -> None:
+    assert load_settings(environ={"STT_AGENT_MAX_STREAMS": "6"}).max_streams == 6
+    assert load_settings(environ={}).max_streams is None

@@ -427,3 +427,43 @@ async def test_stop_while_someone_speaks_leaves_the_room(lk, speech_dir, local_s
             playing.cancel()
         await speaker.aclose()
         await handle.stop()
+
+
+async def test_the_worker_tells_livekit_it_is_full_at_its_stream_capacity(
+    lk, speech_dir, local_stt
+):
+    """Jobs spread over several workers: a worker transcribing as many speakers as it keeps
+    up with reports a full load, so LiveKit sends the next job elsewhere."""
+    from livekit.protocol import agent as lk_agent
+
+    from stt_agent.config import Secret, Settings
+    from stt_agent.rooms import open_room
+
+    room = "busy-room"
+    settings = Settings(
+        livekit_url=lk.ws_url,
+        livekit_api_key=lk.api_key,
+        livekit_api_secret=Secret(lk.api_secret),
+        max_streams=1,
+    )
+    speaker = VirtualSpeaker(speech_dir / "librivox_sense_sensibility_0930.wav", identity="ada")
+    handle = await stt_agent.start_agent(settings, agent_name=AGENT_NAME)
+    try:
+        await handle.wait_ready(timeout=JOIN_TIMEOUT_S)
+        worker = lk.workers[-1]
+        await speaker.join(lk.ws_url, _token(lk, "ada", room=room))
+        await open_room(settings, room=room, agent_name=AGENT_NAME)
+        await _wait_until(
+            lambda: handle.status.participants == ("ada",), JOIN_TIMEOUT_S, "ada transcribed"
+        )
+
+        def full() -> bool:
+            return any(
+                u.status == lk_agent.WorkerStatus.WS_FULL and u.load >= 1.0
+                for u in worker.status_updates
+            )
+
+        await _wait_until(full, MEDIA_TIMEOUT_S, "a full load report")
+    finally:
+        await speaker.aclose()
+        await handle.stop()
