@@ -36,6 +36,7 @@ from stt_agent.audio import (
     as_source,
     probe,
 )
+from stt_agent.progress import MAX_UNHEARD_S, RunProgress
 
 SPEECH = Path(__file__).resolve().parents[1].parent / "shared" / "speech"
 JFK = SPEECH / "jfk_inaugural_1961.wav"
@@ -477,17 +478,45 @@ async def test_long_file_is_streamed_not_loaded(long_flac: Path) -> None:
 # --- SourceAudioInput ---------------------------------------------------------------------
 
 
+class _KeepingUp(RunProgress):
+    """A progress record whose "recogniser" hears every sample the moment it is fed."""
+
+    def touch(self, *, recogniser: bool = False) -> None:
+        self.at_stt = self.heard = self.recognised = self.fed
+        super().touch(recogniser=recogniser)
+
+
 async def test_source_audio_input_yields_then_finishes() -> None:
     source = ArraySource(tone(440, 0.5), name="beep", trailing_silence_s=0)
-    audio_input = SourceAudioInput(source)
+    progress = _KeepingUp()
+    audio_input = SourceAudioInput(source, progress)
     assert isinstance(audio_input, io.AudioInput)
     assert "beep" in audio_input.label
     frames = [frame async for frame in audio_input]
-    assert len(frames) == 25
-    assert audio_input.finished.is_set()
+    assert len(frames) == 25  # no speech left open: no listening tail
+    assert progress.source_done and progress.fed == 25 * FRAME_SAMPLES
     assert audio_input.error is None
     with pytest.raises(StopAsyncIteration):
         await audio_input.__anext__()
+
+
+async def test_source_audio_input_waits_for_the_recogniser() -> None:
+    """Backpressure: a recogniser that hears nothing gets at most MAX_UNHEARD_S of audio."""
+    progress = RunProgress()  # nobody reports hearing anything
+    audio_input = SourceAudioInput(ArraySource(tone(440, 30.0)), progress)
+    reader = asyncio.create_task(audio_input.__anext__())
+    await reader
+    for _ in range(400):  # as many frames as it will give without the recogniser
+        step = asyncio.ensure_future(audio_input.__anext__())
+        await asyncio.sleep(0)
+        if not step.done():
+            await asyncio.sleep(0.01)
+        if not step.done():
+            step.cancel()
+            break
+    assert progress.fed <= MAX_UNHEARD_S * SAMPLE_RATE
+    assert progress.peak_backlog <= MAX_UNHEARD_S * SAMPLE_RATE
+    assert not progress.source_done
 
 
 class _Unplugged:
@@ -502,20 +531,19 @@ class _Unplugged:
 
 
 async def test_source_audio_input_records_a_source_error() -> None:
-    audio_input = SourceAudioInput(_Unplugged())
-    assert not audio_input.finished.is_set()
+    progress = _KeepingUp()
+    audio_input = SourceAudioInput(_Unplugged(), progress)
     frames = [frame async for frame in audio_input]  # ends quietly, for the session's sake
     assert len(frames) == 3
-    assert audio_input.finished.is_set()
+    assert progress.source_done
     assert isinstance(audio_input.error, OSError)
     assert "unplugged" in str(audio_input.error)
 
 
 async def test_source_audio_input_reports_a_truncated_file(truncated_wav: Path) -> None:
-    audio_input = SourceAudioInput(FileSource(truncated_wav))
+    audio_input = SourceAudioInput(FileSource(truncated_wav), _KeepingUp())
     frames = [frame async for frame in audio_input]
     assert frames
-    assert audio_input.finished.is_set()
     assert isinstance(audio_input.error, AudioSourceError)
     assert "truncated" in str(audio_input.error)
 
@@ -523,7 +551,7 @@ async def test_source_audio_input_reports_a_truncated_file(truncated_wav: Path) 
 async def test_source_audio_input_lets_cancellation_through() -> None:
     # The session cancels its reading task when it closes: that must stay a cancellation,
     # not turn into an "error" of the source or a normal end of the task.
-    audio_input = SourceAudioInput(ArraySource(tone(440, 5.0), realtime=True))
+    audio_input = SourceAudioInput(ArraySource(tone(440, 5.0), realtime=True), _KeepingUp())
     got = 0
 
     async def read() -> None:
