@@ -11,32 +11,25 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import stt_agent
 from benchmarks.scoring import normalise
 from stt_agent import TranscriptFeed, Utterance
+from stt_agent.assemblyai_simulator import whisper_words
 from stt_agent.config import Secret, Settings
-from stt_agent.engines import load_whisper, make_stt
+from stt_agent.engines import make_stt
 from stt_agent.probes import probe_assemblyai
 from tests.cli import clean_env, run_cli
-from tests.standins.assemblyai_v3 import AssemblyAIStandIn, Word
+from tests.standins.assemblyai_v3 import AssemblyAIStandIn
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = "0123456789abcdef0123456789abcdef"
 
 
-def _transcribe_words(samples: np.ndarray) -> list[Word]:
-    segments, _ = load_whisper().model.transcribe(
-        samples, language="en", beam_size=1, word_timestamps=True, condition_on_previous_text=False
-    )
-    return [(w.word, w.start, w.end, w.probability) for s in segments for w in s.words or []]
-
-
 @pytest.fixture
 async def aai() -> AsyncIterator[AssemblyAIStandIn]:
-    async with AssemblyAIStandIn(transcribe=_transcribe_words, api_key=KEY) as server:
+    async with AssemblyAIStandIn(transcribe=whisper_words(), api_key=KEY) as server:
         yield server
 
 
