@@ -4,6 +4,10 @@ Views subscribe to a `TranscriptFeed` or an `AgentHandle`, whose callbacks alway
 kernel's event loop, so widgets are only ever touched from there. The DOM stays bounded: the
 transcript shows the last `max_rows` utterances (the feed keeps more), and interim text is
 rendered at most `interim_hz` times a second, which keeps an hour of speech responsive.
+
+Saved notebooks read right too: each view's output also carries a plain-text and an HTML
+rendering of what it shows (for GitHub, nbconvert, a course site, a notebook opened without
+its kernel), and both are brought up to date, with the widget state, after every cell.
 """
 
 from __future__ import annotations
@@ -11,10 +15,14 @@ from __future__ import annotations
 import html
 import threading
 import time
+import uuid
+import weakref
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
+from IPython import get_ipython
+from IPython.display import display, update_display
 
 from .feed import FeedEvent, TranscriptFeed, Utterance
 
@@ -63,7 +71,82 @@ def _row(u: Utterance) -> str:
     return f"<div class='stt-row'>{' · '.join(bits)}<br>{text}{notes}{errors}</div>"
 
 
-class TranscriptView(widgets.VBox):
+class _ReadableAfterwards:
+    """A widget whose saved output shows its content where widgets cannot render.
+
+    Updates made from background tasks (the agent) reach JupyterLab, but a headless run
+    (nbclient, nbconvert) records only messages from the cell that is running, so the widget
+    state and the output saved for an earlier cell would stay as they were when it ran: "0
+    utterances". So the output is displayed with a display id, and after every cell (IPython's
+    `post_run_cell` event, which runs inside that cell) a view that changed re-sends its
+    widget state and updates its output's text/plain and text/html fallbacks.
+    """
+
+    _display_id: str | None = None
+    _stale = False
+
+    def _fallback(self) -> tuple[str, str]:
+        """(text/plain, text/html) of what the view shows now."""
+        raise NotImplementedError
+
+    def _state_widgets(self) -> list[widgets.Widget]:
+        """The widgets whose state changes while the view lives."""
+        raise NotImplementedError
+
+    def _bundle(self) -> dict[str, Any]:
+        bundle = widgets.Widget._repr_mimebundle_(self)  # type: ignore[arg-type]
+        bundle["text/plain"], bundle["text/html"] = self._fallback()
+        return bundle
+
+    def _ipython_display_(self) -> None:
+        if self._display_id is None:
+            self._display_id = f"stt-agent-{uuid.uuid4().hex}"
+        display(self._bundle(), raw=True, display_id=self._display_id)
+        self._stale = False
+        _watch(self)
+
+    def _changed(self) -> None:
+        self._stale = True
+
+    def _bring_saved_output_up_to_date(self) -> None:
+        if not self._stale or self._display_id is None:
+            return
+        self._stale = False
+        for widget in self._state_widgets():
+            if widget.comm is not None:
+                widget.send_state()
+        update_display(self._bundle(), raw=True, display_id=self._display_id)
+
+
+_shown: weakref.WeakSet[_ReadableAfterwards] = weakref.WeakSet()
+_hooked_shells: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _watch(view: _ReadableAfterwards) -> None:
+    _shown.add(view)
+    shell = get_ipython()
+    if shell is not None and shell not in _hooked_shells:
+        shell.events.register("post_run_cell", _after_cell)
+        _hooked_shells.add(shell)
+
+
+def _after_cell(*_: object) -> None:
+    for view in list(_shown):
+        try:
+            view._bring_saved_output_up_to_date()
+        except Exception:  # a closed comm, a kernel shutting down: never break the user's cell
+            _shown.discard(view)
+
+
+def _plain_row(u: Utterance) -> str:
+    when = f"[{u.start:6.2f}-{u.end:6.2f} s] " if u.start is not None and u.end is not None else ""
+    notes = "".join(f"  ({k}: {v})" for k, v in u.annotations.items())
+    errors = "".join(f"  (handler error: {e[:120]})" for e in u.handler_errors)
+    who = f"{u.participant}: " if u.participant else ""
+    return f"{when}{who}{u.text}{notes}{errors}"
+
+
+class TranscriptView(_ReadableAfterwards, widgets.VBox):
     """Live transcript: a line of interim text, then final utterances, newest at the bottom."""
 
     def __init__(
@@ -122,6 +205,7 @@ class TranscriptView(widgets.VBox):
             f"<span style='color:#57606a;font-size:12px'>{counts['final']} utterances · "
             f"showing the last {min(len(self._rows), self.max_rows)}</span>"
         )
+        self._changed()
 
     def _render_interim(self, u: Utterance | None) -> None:
         text = "" if u is None else html.escape(u.text)
@@ -129,12 +213,29 @@ class TranscriptView(widgets.VBox):
             f"<div class='stt-interim' style='color:#57606a;font-style:italic'>{text}</div>"
         )
 
+    def _state_widgets(self) -> list[widgets.Widget]:
+        return [self._summary, self._list, self._interim]
+
+    def _fallback(self) -> tuple[str, str]:
+        shown = list(self.feed.utterances)[-self.max_rows :]
+        count = self.feed.counts["final"]
+        head = f"{count} utterance{'' if count == 1 else 's'}"
+        if len(shown) < count:
+            head += f", the last {len(shown)} shown"
+        plain = "\n".join([f"TranscriptView: {head}", *(_plain_row(u) for u in shown)])
+        rows = "".join(_row(u) for u in shown) or "<div>Waiting for speech…</div>"
+        return plain, (
+            f"<div class='stt-transcript-saved'><div style='color:#57606a;font-size:12px'>"
+            f"{html.escape(head)}</div>{rows}</div>"
+        )
+
     def close(self) -> None:
         self._unsubscribe()
+        _shown.discard(self)
         super().close()
 
 
-class StatusView(widgets.VBox):
+class StatusView(_ReadableAfterwards, widgets.VBox):
     """Agent status at a glance: state, worker id, room, participants, counts, last error,
     and the worker's log in a collapsible panel."""
 
@@ -194,14 +295,28 @@ class StatusView(widgets.VBox):
             f"<span style='background:{colour};color:white;border-radius:10px;padding:1px 9px'>"
             f"{status.state}</span><table style='margin-top:4px'>{table}</table>{error}</div>"
         )
+        self._plain = "\n".join(
+            [f"StatusView: {status.state}"]
+            + [f"  {k}: {v}" if k else f"  {v}" for k, v in rows]
+            + ([f"  error: {status.error}"] if status.error else [])
+        )
         lines = list(self.handle.logs)[-self._log_lines :]
         self._log.value = (
             "<pre style='font-size:11px;max-height:200px;overflow:auto'>"
             + html.escape("\n".join(lines) or "(no worker log yet)")
             + "</pre>"
         )
+        self._changed()
+
+    def _state_widgets(self) -> list[widgets.Widget]:
+        return [self._badge, self._log]
+
+    def _fallback(self) -> tuple[str, str]:
+        # The badge only: the worker log is for live debugging, not for a saved page.
+        return self._plain, f"<div class='stt-status-saved'>{self._badge.value}</div>"
 
     def close(self) -> None:
         self._unsubscribe_status()
         self._unsubscribe_feed()
+        _shown.discard(self)
         super().close()
