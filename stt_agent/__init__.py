@@ -2,8 +2,10 @@
 
 import stt_agent
 utterances = await stt_agent.transcribe_file("talk.wav")   # local mode, no keys
+utterances = await stt_agent.transcribe_file(stt_agent.samples.path("jfk"))  # a shipped sample
 """
 
+from . import samples
 from .agent import Transcriber, build_server, entrypoint, make_session
 from .audio import ArraySource, AudioSource, AudioSourceError, FileSource
 from .config import Secret, Settings, load_settings
@@ -52,6 +54,7 @@ __all__ = [
     "open_room",
     "playground_url",
     "redact",
+    "samples",
     "show_room",
     "start_agent",
     "start_local",
