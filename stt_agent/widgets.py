@@ -13,6 +13,7 @@ its kernel), and both are brought up to date, with the widget state, after every
 from __future__ import annotations
 
 import html
+import sys
 import threading
 import time
 import uuid
@@ -72,36 +73,54 @@ def _row(u: Utterance) -> str:
 
 
 class _ReadableAfterwards:
-    """A widget whose saved output shows its content where widgets cannot render.
+    """A widget whose saved notebook shows its content where widgets cannot render.
 
-    Updates made from background tasks (the agent) reach JupyterLab, but a headless run
-    (nbclient, nbconvert) records only messages from the cell that is running, so the widget
-    state and the output saved for an earlier cell would stay as they were when it ran: "0
-    utterances". So the output is displayed with a display id, and after every cell (IPython's
-    `post_run_cell` event, which runs inside that cell) a view that changed re-sends its
-    widget state and updates its output's text/plain and text/html fallbacks.
+    Displaying the view shows the live widget and, right after it, a *saved copy*: a plain
+    text/html + text/plain output of what the view shows. Where the widget renders (JupyterLab
+    with its kernel) a rule in the widget's own HTML hides that copy; where it cannot (GitHub,
+    nbconvert, a course site, a notebook reopened without its kernel) the copy is what reads.
+
+    The copy has a display id and is brought up to date, with the widget state, after every
+    cell (IPython's `post_run_cell` event, which runs inside that cell): a headless run
+    (nbclient, nbconvert) records only messages from the cell that is running, so updates made
+    by the agent in the background would otherwise be lost and the saved notebook would say
+    "0 utterances". Only the hidden copy is re-rendered, never the live widget. In Colab, whose
+    outputs are separate frames that the rule cannot reach, the copy is left out.
     """
 
+    _saved_class = ""  # the saved copy's CSS class
+    _live_class = ""  # the live widget's CSS class
     _display_id: str | None = None
     _stale = False
 
     def _fallback(self) -> tuple[str, str]:
-        """(text/plain, text/html) of what the view shows now."""
+        """(text/plain, inner text/html) of what the view shows now."""
         raise NotImplementedError
 
     def _state_widgets(self) -> list[widgets.Widget]:
         """The widgets whose state changes while the view lives."""
         raise NotImplementedError
 
-    def _bundle(self) -> dict[str, Any]:
-        bundle = widgets.Widget._repr_mimebundle_(self)  # type: ignore[arg-type]
-        bundle["text/plain"], bundle["text/html"] = self._fallback()
-        return bundle
+    def _hide_saved_copy_rule(self) -> str:
+        """A style for the live widget's HTML: hides the saved copy next to a rendered view."""
+        return (
+            f"<style>.jp-OutputArea:has(.{self._live_class}) "
+            f".jp-OutputArea-child:has(.{self._saved_class}) {{display:none}}</style>"
+        )
+
+    def _saved_copy(self) -> dict[str, str]:
+        plain, inner = self._fallback()
+        return {"text/plain": plain, "text/html": f"<div class='{self._saved_class}'>{inner}</div>"}
 
     def _ipython_display_(self) -> None:
+        live = widgets.Widget._repr_mimebundle_(self)  # type: ignore[arg-type]
+        live["text/plain"] = f"{type(self).__name__} (a live widget; a saved copy follows)"
+        display(live, raw=True)
+        if "google.colab" in sys.modules:
+            return
         if self._display_id is None:
             self._display_id = f"stt-agent-{uuid.uuid4().hex}"
-        display(self._bundle(), raw=True, display_id=self._display_id)
+        display(self._saved_copy(), raw=True, display_id=self._display_id)
         self._stale = False
         _watch(self)
 
@@ -114,8 +133,8 @@ class _ReadableAfterwards:
         self._stale = False
         for widget in self._state_widgets():
             if widget.comm is not None:
-                widget.send_state()
-        update_display(self._bundle(), raw=True, display_id=self._display_id)
+                widget.send_state()  # an unchanged value re-renders nothing in the browser
+        update_display(self._saved_copy(), raw=True, display_id=self._display_id)
 
 
 _shown: weakref.WeakSet[_ReadableAfterwards] = weakref.WeakSet()
@@ -149,6 +168,9 @@ def _plain_row(u: Utterance) -> str:
 class TranscriptView(_ReadableAfterwards, widgets.VBox):
     """Live transcript: a line of interim text, then final utterances, newest at the bottom."""
 
+    _live_class = "stt-transcript-view"
+    _saved_class = "stt-transcript-saved"
+
     def __init__(
         self,
         feed: TranscriptFeed,
@@ -168,7 +190,7 @@ class TranscriptView(_ReadableAfterwards, widgets.VBox):
         self._interim = widgets.HTML(layout=widgets.Layout(width="100%", min_height="1.6em"))
         self._summary = widgets.HTML()
         super().__init__([self._summary, self._list, self._interim])
-        self.add_class("stt-transcript-view")
+        self.add_class(self._live_class)
         for u in list(feed.utterances)[-max_rows:]:
             self._rows.append(_row(u))
         self._render_list()
@@ -204,6 +226,7 @@ class TranscriptView(_ReadableAfterwards, widgets.VBox):
         self._summary.value = (
             f"<span style='color:#57606a;font-size:12px'>{counts['final']} utterances · "
             f"showing the last {min(len(self._rows), self.max_rows)}</span>"
+            + self._hide_saved_copy_rule()
         )
         self._changed()
 
@@ -224,10 +247,7 @@ class TranscriptView(_ReadableAfterwards, widgets.VBox):
             head += f", the last {len(shown)} shown"
         plain = "\n".join([f"TranscriptView: {head}", *(_plain_row(u) for u in shown)])
         rows = "".join(_row(u) for u in shown) or "<div>Waiting for speech…</div>"
-        return plain, (
-            f"<div class='stt-transcript-saved'><div style='color:#57606a;font-size:12px'>"
-            f"{html.escape(head)}</div>{rows}</div>"
-        )
+        return plain, f"<div style='color:#57606a;font-size:12px'>{html.escape(head)}</div>{rows}"
 
     def close(self) -> None:
         self._unsubscribe()
@@ -239,6 +259,9 @@ class StatusView(_ReadableAfterwards, widgets.VBox):
     """Agent status at a glance: state, worker id, room, participants, counts, last error,
     and the worker's log in a collapsible panel."""
 
+    _live_class = "stt-status-view"
+    _saved_class = "stt-status-saved"
+
     def __init__(self, handle: AgentHandle, *, log_lines: int = 50) -> None:
         self.handle = handle
         self._log_lines = log_lines
@@ -247,7 +270,7 @@ class StatusView(_ReadableAfterwards, widgets.VBox):
         self._log_box = widgets.Accordion(children=[self._log], titles=("Worker log",))
         self._log_box.selected_index = None
         super().__init__([self._badge, self._log_box])
-        self.add_class("stt-status-view")
+        self.add_class(self._live_class)
         self._unsubscribe_status = handle.on_status(lambda _: self.refresh())
         self._unsubscribe_feed = handle.feed.subscribe(self._on_feed)
         self._last_refresh = 0.0
@@ -290,11 +313,12 @@ class StatusView(_ReadableAfterwards, widgets.VBox):
             if status.error
             else ""
         )
-        self._badge.value = (
+        self._badge_html = (
             f"<div class='stt-status' data-state='{status.state}'>"
             f"<span style='background:{colour};color:white;border-radius:10px;padding:1px 9px'>"
             f"{status.state}</span><table style='margin-top:4px'>{table}</table>{error}</div>"
         )
+        self._badge.value = self._badge_html + self._hide_saved_copy_rule()
         self._plain = "\n".join(
             [f"StatusView: {status.state}"]
             + [f"  {k}: {v}" if k else f"  {v}" for k, v in rows]
@@ -313,7 +337,7 @@ class StatusView(_ReadableAfterwards, widgets.VBox):
 
     def _fallback(self) -> tuple[str, str]:
         # The badge only: the worker log is for live debugging, not for a saved page.
-        return self._plain, f"<div class='stt-status-saved'>{self._badge.value}</div>"
+        return self._plain, self._badge_html
 
     def close(self) -> None:
         self._unsubscribe_status()

@@ -12,16 +12,14 @@ import pytest
 
 import stt_agent
 from benchmarks.scoring import corpus_wer
-from stt_agent import TranscriptFeed, TranscriptView, Utterance
+from stt_agent import TranscriptFeed, TranscriptView, Utterance, samples
 
 
 def _finals(feed: TranscriptFeed) -> list[Utterance]:
     return list(feed.utterances)
 
 
-async def test_start_local_returns_at_once_and_delivers_every_utterance(
-    jfk, local_stt, reference_texts
-):
+async def test_start_local_returns_at_once_and_delivers_every_utterance(jfk, local_stt):
     started = time.perf_counter()
     handle = await stt_agent.start_local(jfk, realtime=False, stt=local_stt)
     assert time.perf_counter() - started < 0.5  # the cell is not blocked
@@ -31,7 +29,7 @@ async def test_start_local_returns_at_once_and_delivers_every_utterance(
     assert handle.status.state == "finished"
     assert result == _finals(handle.feed)
     assert len(result) >= 3
-    wer = corpus_wer([reference_texts[jfk.name]], [" ".join(u.text for u in result)])
+    wer = corpus_wer([samples.info("jfk").text], [" ".join(u.text for u in result)])
     assert wer <= 0.1
     await handle.stop()
     assert handle.status.state == "stopped"
@@ -102,8 +100,8 @@ async def test_slow_handlers_are_timed_out(jfk, local_stt):
     await handle.stop()
 
 
-async def test_loop_stays_responsive_while_transcribing_in_real_time(speech_dir, local_stt):
-    clip = speech_dir / "librispeech_dev_2412-153948-0000.wav"  # 11.7 s
+async def test_loop_stays_responsive_while_transcribing_in_real_time(local_stt):
+    clip = samples.path("librispeech_2412")  # 11.7 s
     lags: list[float] = []
     stop = asyncio.Event()
 

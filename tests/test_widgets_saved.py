@@ -44,16 +44,19 @@ def _run(tmp_path) -> nbformat.NotebookNode:
 
 def test_saved_outputs_show_the_final_words_and_state(tmp_path) -> None:
     nb = _run(tmp_path)
-    [status] = nb.cells[2].outputs
-    [transcript] = nb.cells[3].outputs
+    # Each view: the live widget, then its saved copy (hidden in JupyterLab next to the widget).
+    [status_widget, status] = nb.cells[2].outputs
+    [transcript_widget, transcript] = nb.cells[3].outputs
+    for widget in (status_widget, transcript_widget):
+        assert "application/vnd.jupyter.widget-view+json" in widget.data
     for output in (status, transcript):
         assert output.output_type == "display_data"
-        assert "application/vnd.jupyter.widget-view+json" in output.data  # live in JupyterLab
+        assert set(output.data) == {"text/plain", "text/html"}
 
     plain, page = transcript.data["text/plain"], transcript.data["text/html"]
     assert "young man" in normalise(plain), plain
     assert "young man" in normalise(re.sub(r"<[^>]+>", " ", page)), page
-    assert "class='stt-row'" in page
+    assert "class='stt-row'" in page and "stt-transcript-saved" in page
     assert not re.search(r"\b0 utterances", plain), plain
 
     assert "stopped" in status.data["text/plain"], status.data["text/plain"]
