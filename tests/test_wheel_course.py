@@ -144,7 +144,12 @@ def _run(python: Path, folder: Path, names: list[str], env: dict[str, str]) -> d
 def test_every_notebook_runs_from_the_wheel_in_an_unrelated_folder(tmp_path: Path) -> None:
     wheel = _build_wheel(tmp_path)
     python = _fresh_environment(tmp_path)
-    missing = subprocess.run([python, "-c", "import stt_agent"], capture_output=True)
+    missing = subprocess.run(
+        [python, "-c", "import stt_agent"],
+        capture_output=True,
+        cwd=tmp_path,
+        env=_clean_env(tmp_path),
+    )
     assert missing.returncode != 0, "the fresh environment already has the kit"
 
     # An unrelated folder: only notebooks/, nothing of the repository around it.
@@ -166,6 +171,7 @@ def test_every_notebook_runs_from_the_wheel_in_an_unrelated_folder(tmp_path: Pat
         capture_output=True,
         text=True,
         cwd=course_dir,
+        env=env,
     )
     assert installed.returncode == 0, installed.stderr
     kit_file, prefix = installed.stdout.split()
