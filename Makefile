@@ -47,6 +47,10 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
 
+## make site: run every notebook (no keys) and render the course to static HTML in build/site/
+site: $(STAMP)
+	@$(BIN)/python -m tools.site --out build/site
+
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
