@@ -3,19 +3,34 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The course's JupyterLab defaults (no news pop-up), for this venv's JupyterLab only.
+LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.json
+FIRST_NOTEBOOK := 01_livekit_constructs.ipynb
 
-.PHONY: lab test test-fast lint format bench bench-quick clean
+.PHONY: lab test test-fast lint format bench bench-quick site clean
 
+# pip's own progress (one line per package, download bars) shows the install is moving.
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
-	$(BIN)/python -m pip install --quiet --no-deps -e .
-	touch $(STAMP)
+	@test -x $(BIN)/python || { echo "==> creating $(VENV) with $(PY)"; $(PY) -m venv $(VENV); }
+	@echo "==> installing the pinned packages into $(VENV) (a few minutes the first time)"
+	@$(BIN)/python -m pip install --quiet --upgrade pip
+	@$(BIN)/python -m pip install --progress-bar on -r requirements-dev.txt
+	@echo "==> installing the kit (editable)"
+	@$(BIN)/python -m pip install --quiet --no-deps -e .
+	@touch $(STAMP)
 
-## make lab: create .venv, install, open JupyterLab on notebooks/
-lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks/ $$([ "$$(id -u)" = 0 ] && echo --allow-root)
+$(LAB_OVERRIDES): jupyter/overrides.json | $(STAMP)
+	@mkdir -p $(dir $@)
+	@cp $< $@
+
+## make lab: create .venv, install, open JupyterLab on the first notebook; the URL comes last
+lab: $(STAMP) $(LAB_OVERRIDES)
+	@echo "==> JupyterLab on notebooks/: start with $(FIRST_NOTEBOOK) (the address below opens it)."
+	@echo "    Ctrl-C twice stops it."
+	@cd notebooks && ../$(BIN)/jupyter lab \
+	  --ServerApp.log_level=WARN --LabApp.log_level=WARN \
+	  --LabApp.default_url=/lab/tree/$(FIRST_NOTEBOOK) \
+	  $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 ## make test: lint, then the whole suite (notebooks and browser checks included)
 test: $(STAMP)
@@ -31,6 +46,10 @@ lint: $(STAMP)
 
 format: $(STAMP)
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
+
+## make site: run every notebook (no keys) and render the course to static HTML in build/site/
+site: $(STAMP)
+	@$(BIN)/python -m tools.site --out build/site
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

@@ -2,9 +2,13 @@
 
 import stt_agent
 utterances = await stt_agent.transcribe_file("talk.wav")   # local mode, no keys
+utterances = await stt_agent.transcribe_file(stt_agent.samples.path("jfk"))  # a shipped sample
 """
 
-from . import _launch  # noqa: F401  first: a Ctrl-C during the imports below is one line
+from . import (
+    _launch,  # noqa: F401  first: a Ctrl-C during the imports below is one line
+    samples,
+)
 from .agent import Transcriber, build_server, entrypoint, make_session
 from .audio import ArraySource, AudioSource, AudioSourceError, FileSource
 from .config import Secret, Settings, load_settings
@@ -53,6 +57,7 @@ __all__ = [
     "open_room",
     "playground_url",
     "redact",
+    "samples",
     "show_room",
     "start_agent",
     "start_local",

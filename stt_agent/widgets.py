@@ -4,18 +4,26 @@ Views subscribe to a `TranscriptFeed` or an `AgentHandle`, whose callbacks alway
 kernel's event loop, so widgets are only ever touched from there. The DOM stays bounded: the
 transcript shows the last `max_rows` utterances (the feed keeps more), and interim text is
 rendered at most `interim_hz` times a second, which keeps an hour of speech responsive.
+
+Saved notebooks read right too: each view's output also carries a plain-text and an HTML
+rendering of what it shows (for GitHub, nbconvert, a course site, a notebook opened without
+its kernel), and both are brought up to date, with the widget state, after every cell.
 """
 
 from __future__ import annotations
 
 import html
+import sys
 import threading
 import time
+import uuid
 import weakref
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
+from IPython import get_ipython
+from IPython.display import display, update_display
 
 from .feed import FeedEvent, TranscriptFeed, Utterance
 
@@ -92,10 +100,106 @@ def _row(u: Utterance, feed: TranscriptFeed) -> str:
     return f"<div class='stt-row'>{' · '.join(bits)}<br>{text}{notes}{errors}</div>"
 
 
-class TranscriptView(widgets.VBox):
+class _ReadableAfterwards:
+    """A widget whose saved notebook shows its content where widgets cannot render.
+
+    Displaying the view shows the live widget and, right after it, a *saved copy*: a plain
+    text/html + text/plain output of what the view shows. Where the widget renders (JupyterLab
+    with its kernel) a rule in the widget's own HTML hides that copy; where it cannot (GitHub,
+    nbconvert, a course site, a notebook reopened without its kernel) the copy is what reads.
+
+    The copy has a display id and is brought up to date, with the widget state, after every
+    cell (IPython's `post_run_cell` event, which runs inside that cell): a headless run
+    (nbclient, nbconvert) records only messages from the cell that is running, so updates made
+    by the agent in the background would otherwise be lost and the saved notebook would say
+    "0 utterances". Only the hidden copy is re-rendered, never the live widget. In Colab, whose
+    outputs are separate frames that the rule cannot reach, the copy is left out.
+    """
+
+    _saved_class = ""  # the saved copy's CSS class
+    _live_class = ""  # the live widget's CSS class
+    _display_id: str | None = None
+    _stale = False
+
+    def _fallback(self) -> tuple[str, str]:
+        """(text/plain, inner text/html) of what the view shows now."""
+        raise NotImplementedError
+
+    def _state_widgets(self) -> list[widgets.Widget]:
+        """The widgets whose state changes while the view lives."""
+        raise NotImplementedError
+
+    def _hide_saved_copy_rule(self) -> str:
+        """A style for the live widget's HTML: hides the saved copy next to a rendered view."""
+        return (
+            f"<style>.jp-OutputArea:has(.{self._live_class}) "
+            f".jp-OutputArea-child:has(.{self._saved_class}) {{display:none}}</style>"
+        )
+
+    def _saved_copy(self) -> dict[str, str]:
+        plain, inner = self._fallback()
+        return {"text/plain": plain, "text/html": f"<div class='{self._saved_class}'>{inner}</div>"}
+
+    def _ipython_display_(self) -> None:
+        live = widgets.Widget._repr_mimebundle_(self)  # type: ignore[arg-type]
+        live["text/plain"] = f"{type(self).__name__} (a live widget; a saved copy follows)"
+        display(live, raw=True)
+        if "google.colab" in sys.modules:
+            return
+        if self._display_id is None:
+            self._display_id = f"stt-agent-{uuid.uuid4().hex}"
+        display(self._saved_copy(), raw=True, display_id=self._display_id)
+        self._stale = False
+        _watch(self)
+
+    def _changed(self) -> None:
+        self._stale = True
+
+    def _bring_saved_output_up_to_date(self) -> None:
+        if not self._stale or self._display_id is None:
+            return
+        self._stale = False
+        for widget in self._state_widgets():
+            if widget.comm is not None:
+                widget.send_state()  # an unchanged value re-renders nothing in the browser
+        update_display(self._saved_copy(), raw=True, display_id=self._display_id)
+
+
+_shown: weakref.WeakSet[_ReadableAfterwards] = weakref.WeakSet()
+_hooked_shells: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def _watch(view: _ReadableAfterwards) -> None:
+    _shown.add(view)
+    shell = get_ipython()
+    if shell is not None and shell not in _hooked_shells:
+        shell.events.register("post_run_cell", _after_cell)
+        _hooked_shells.add(shell)
+
+
+def _after_cell(*_: object) -> None:
+    for view in list(_shown):
+        try:
+            view._bring_saved_output_up_to_date()
+        except Exception:  # a closed comm, a kernel shutting down: never break the user's cell
+            _shown.discard(view)
+
+
+def _plain_row(u: Utterance) -> str:
+    when = f"[{u.start:6.2f}-{u.end:6.2f} s] " if u.start is not None and u.end is not None else ""
+    notes = "".join(f"  ({k}: {v})" for k, v in u.annotations.items())
+    errors = "".join(f"  (handler error: {e[:120]})" for e in u.handler_errors)
+    who = f"{u.participant}: " if u.participant and u.participant != "local" else ""
+    return f"{when}{who}{u.text}{notes}{errors}"
+
+
+class TranscriptView(_ReadableAfterwards, widgets.VBox):
     """Live transcript: final utterances, newest at the bottom, then the words being spoken
     (one interim line per speaker). Each speaker has a name and a colour; the summary line
     counts utterances per speaker."""
+
+    _live_class = "stt-transcript-view"
+    _saved_class = "stt-transcript-saved"
 
     def __init__(
         self,
@@ -117,7 +221,7 @@ class TranscriptView(widgets.VBox):
         self._interim = widgets.HTML(layout=widgets.Layout(width="100%", min_height="1.6em"))
         self._summary = widgets.HTML()
         super().__init__([self._summary, self._list, self._interim])
-        self.add_class("stt-transcript-view")
+        self.add_class(self._live_class)
         for u in list(feed.utterances)[-max_rows:]:
             self._rows.append(_row(u, feed))
         self._render_list()
@@ -165,7 +269,9 @@ class TranscriptView(widgets.VBox):
         self._summary.value = (
             f"<span style='color:#57606a;font-size:12px'>{counts['final']} utterances"
             f"{per_speaker} · showing the last {min(len(self._rows), self.max_rows)}</span>"
+            + self._hide_saved_copy_rule()
         )
+        self._changed()
 
     def _render_interim(self) -> None:
         several = len(self._interims) > 1 or any(p != "local" for p in self._interims)
@@ -179,14 +285,31 @@ class TranscriptView(widgets.VBox):
             + "</div>"
         )
 
+    def _state_widgets(self) -> list[widgets.Widget]:
+        return [self._summary, self._list, self._interim]
+
+    def _fallback(self) -> tuple[str, str]:
+        shown = list(self.feed.utterances)[-self.max_rows :]
+        count = self.feed.counts["final"]
+        head = f"{count} utterance{'' if count == 1 else 's'}"
+        if len(shown) < count:
+            head += f", the last {len(shown)} shown"
+        plain = "\n".join([f"TranscriptView: {head}", *(_plain_row(u) for u in shown)])
+        rows = "".join(_row(u, self.feed) for u in shown) or "<div>Waiting for speech…</div>"
+        return plain, f"<div style='color:#57606a;font-size:12px'>{html.escape(head)}</div>{rows}"
+
     def close(self) -> None:
         self._unsubscribe()
+        _shown.discard(self)
         super().close()
 
 
-class StatusView(widgets.VBox):
+class StatusView(_ReadableAfterwards, widgets.VBox):
     """Agent status at a glance: state, worker id, room, participants, counts, last error,
     and the worker's log in a collapsible panel."""
+
+    _live_class = "stt-status-view"
+    _saved_class = "stt-status-saved"
 
     def __init__(self, handle: AgentHandle, *, log_lines: int = 50) -> None:
         self.handle = handle
@@ -196,7 +319,7 @@ class StatusView(widgets.VBox):
         self._log_box = widgets.Accordion(children=[self._log], titles=("Worker log",))
         self._log_box.selected_index = None
         super().__init__([self._badge, self._log_box])
-        self.add_class("stt-status-view")
+        self.add_class(self._live_class)
         self._unsubscribe_status = handle.on_status(lambda _: self.refresh())
         self._unsubscribe_feed = handle.feed.subscribe(self._on_feed)
         self._last_refresh = 0.0
@@ -252,10 +375,16 @@ class StatusView(widgets.VBox):
             if status.error
             else ""
         )
-        self._badge.value = (
+        self._badge_html = (
             f"<div class='stt-status' data-state='{status.state}'>"
             f"<span style='background:{colour};color:white;border-radius:10px;padding:1px 9px'>"
             f"{status.state}</span><table style='margin-top:4px'>{table}</table>{error}</div>"
+        )
+        self._badge.value = self._badge_html + self._hide_saved_copy_rule()
+        self._plain = "\n".join(
+            [f"StatusView: {status.state}"]
+            + [f"  {k}: {v}" if k else f"  {v}" for k, v in rows]
+            + ([f"  error: {status.error}"] if status.error else [])
         )
         lines = list(self.handle.logs)[-self._log_lines :]
         self._log.value = (
@@ -263,8 +392,17 @@ class StatusView(widgets.VBox):
             + html.escape("\n".join(lines) or "(no worker log yet)")
             + "</pre>"
         )
+        self._changed()
+
+    def _state_widgets(self) -> list[widgets.Widget]:
+        return [self._badge, self._log]
+
+    def _fallback(self) -> tuple[str, str]:
+        # The badge only: the worker log is for live debugging, not for a saved page.
+        return self._plain, self._badge_html
 
     def close(self) -> None:
         self._unsubscribe_status()
         self._unsubscribe_feed()
+        _shown.discard(self)
         super().close()

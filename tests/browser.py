@@ -340,6 +340,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 @pytest.fixture(scope="session")
 def screenshot_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where screenshots are kept: $STT_AGENT_ARTEFACTS/screenshots when set (CI uploads that
+    folder), else pytest's tmp folder (pytest keeps the last three sessions' folders)."""
+    if artefacts := os.environ.get("STT_AGENT_ARTEFACTS"):
+        folder = Path(artefacts) / "screenshots"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
     return tmp_path_factory.mktemp("screenshots", numbered=False)
 
 

@@ -10,32 +10,25 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import stt_agent
 from benchmarks.scoring import normalise
-from stt_agent import TranscriptFeed, Utterance
+from stt_agent import TranscriptFeed, Utterance, samples
+from stt_agent.assemblyai_simulator import whisper_words
 from stt_agent.config import Secret, Settings
-from stt_agent.engines import load_whisper, make_stt
+from stt_agent.engines import make_stt
 from stt_agent.probes import probe_assemblyai
 from tests.cli import clean_env, run_cli
-from tests.standins.assemblyai_v3 import AssemblyAIStandIn, Word
+from tests.standins.assemblyai_v3 import AssemblyAIStandIn
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = "0123456789abcdef0123456789abcdef"
 
 
-def _transcribe_words(samples: np.ndarray) -> list[Word]:
-    segments, _ = load_whisper().model.transcribe(
-        samples, language="en", beam_size=1, word_timestamps=True, condition_on_previous_text=False
-    )
-    return [(w.word, w.start, w.end, w.probability) for s in segments for w in s.words or []]
-
-
 @pytest.fixture
 async def aai() -> AsyncIterator[AssemblyAIStandIn]:
-    async with AssemblyAIStandIn(transcribe=_transcribe_words, api_key=KEY) as server:
+    async with AssemblyAIStandIn(transcribe=whisper_words(), api_key=KEY) as server:
         yield server
 
 
@@ -88,8 +81,8 @@ async def test_interims_reach_the_feed_and_are_replaced_by_formatted_finals(aai,
     assert aai.sessions[0].audio_seconds > 10  # the whole recording went through
 
 
-async def test_dropped_connection_is_retried_without_losing_or_repeating(aai, speech_dir, engines):
-    clip = speech_dir / "librispeech_dev_2412-153948-0000.wav"
+async def test_dropped_connection_is_retried_without_losing_or_repeating(aai, engines):
+    clip = samples.path("librispeech_2412")
     aai.drop_next_session_after_first_partial()  # inside the first sentence
     handle = await stt_agent.start_local(
         clip, realtime=True, stt=_keep(engines, make_stt(_settings(aai)))
@@ -133,14 +126,14 @@ def _keep(made: list, engine):
     return engine
 
 
-async def test_cli_uses_assemblyai_and_reports_a_wrong_key_in_one_line(aai, speech_dir):
-    clip = str(speech_dir / "cmu_goforward.wav")
+async def test_cli_uses_assemblyai_and_reports_a_wrong_key_in_one_line(aai):
+    clip = str(samples.path("austen_0880"))
     env = {"ASSEMBLYAI_API_KEY": KEY, "ASSEMBLYAI_BASE_URL": aai.base_url}
     ok = await asyncio.to_thread(
         run_cli, "transcribe", "--engine", "assemblyai", clip, env=clean_env(**env)
     )
     assert ok.returncode == 0, ok.stderr
-    assert "go forward" in normalise(ok.stdout)
+    assert "young man" in normalise(ok.stdout)
     assert aai.sessions, "the CLI did not talk to the AssemblyAI endpoint"
 
     env["ASSEMBLYAI_API_KEY"] = "d" * 32

@@ -10,7 +10,6 @@ import asyncio
 import difflib
 import re
 import time
-import wave
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -20,10 +19,9 @@ from livekit import rtc
 from livekit.agents import APIConnectionError, APIStatusError, stt
 from livekit.plugins import assemblyai
 
-from benchmarks.scoring import SPEECH_DIR
+from stt_agent import samples
 from tests.standins.assemblyai_v3 import AssemblyAIStandIn, TranscribeFn, Word
 
-SPEECH = SPEECH_DIR
 RATE = 16_000
 FRAME_S = 0.02
 # Twice real time keeps the module quick; the stand-in does not enforce the real service's
@@ -60,14 +58,12 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 def _pcm(name: str, tail_silence: float = 1.5) -> bytes:
-    with wave.open(str(SPEECH / name)) as wav:
-        assert (wav.getframerate(), wav.getnchannels(), wav.getsampwidth()) == (RATE, 1, 2)
-        return wav.readframes(wav.getnframes()) + bytes(int(tail_silence * RATE) * 2)
+    """A shipped sample as 16 kHz 16-bit PCM, with some silence after it."""
+    return samples.load(name).astype("<i2").tobytes() + bytes(int(tail_silence * RATE) * 2)
 
 
 def _reference(name: str) -> str:
-    lines = (SPEECH / "transcripts.tsv").read_text().splitlines()
-    return dict(line.split("\t", 1) for line in lines)[name]
+    return samples.info(name).text
 
 
 async def _push(stream: stt.RecognizeStream, pcm: bytes, *, end: bool = True) -> None:
@@ -114,7 +110,7 @@ async def test_interims_then_final_from_real_speech(
     model = assemblyai.STT(
         api_key="test-key", base_url=standin.base_url, http_session=http, **ONE_TURN
     )
-    pcm = _pcm("jfk_inaugural_1961.wav")
+    pcm = _pcm("jfk")
     events = await _transcribe(model.stream(), pcm)
 
     kinds = [ev.type for ev in events]
@@ -125,7 +121,7 @@ async def test_interims_then_final_from_real_speech(
     )
     assert len(_texts(events, stt.SpeechEventType.INTERIM_TRANSCRIPT)) >= 3
     assert "ask not what your country" in " ".join(finals)
-    assert _similarity(" ".join(finals), _reference("jfk_inaugural_1961.wav")) > 0.8
+    assert _similarity(" ".join(finals), _reference("jfk")) > 0.8
 
     # What went over the wire is what the plugin sends and the service documents.
     [session] = standin.sessions
@@ -151,7 +147,7 @@ async def test_format_turns_gives_a_formatted_final(
     model = assemblyai.STT(
         api_key="test-key", base_url=standin.base_url, http_session=http, format_turns=True
     )
-    events = await _transcribe(model.stream(), _pcm("librivox_sense_sensibility_0880.wav"))
+    events = await _transcribe(model.stream(), _pcm("austen_0880"))
 
     finals = _texts(events, stt.SpeechEventType.FINAL_TRANSCRIPT)
     assert finals and all(f[0].isupper() and f.endswith(".") for f in finals)
@@ -175,14 +171,14 @@ async def test_force_endpoint_and_update_configuration(
         max_turn_silence=9000,
     )
     stream = model.stream()
-    await _push(stream, _pcm("cmu_goforward.wav", tail_silence=0.5), end=False)
+    await _push(stream, _pcm("austen_0880", tail_silence=0.5), end=False)
     model.update_options(max_turn_silence=9500)
     stream.force_endpoint()
     async with asyncio.timeout(10):
         async for ev in stream:
             if ev.type == stt.SpeechEventType.FINAL_TRANSCRIPT:
                 break
-    assert "forward" in ev.alternatives[0].text
+    assert "young man" in ev.alternatives[0].text
     stream.end_input()
     await stream.aclose()
     assert standin.sessions[0].control_messages[:2] == [
@@ -197,7 +193,7 @@ async def test_wrong_key_fails_fast_without_retrying(
     model = assemblyai.STT(api_key="wrong", base_url=standin.base_url, http_session=http)
     errors = _errors(model)
     stream = model.stream()
-    pusher = asyncio.create_task(_push(stream, _pcm("cmu_goforward.wav"), end=False))
+    pusher = asyncio.create_task(_push(stream, _pcm("austen_0880"), end=False))
     started = time.monotonic()
     with pytest.raises(aiohttp.WSServerHandshakeError) as raised:
         async with asyncio.timeout(5):
@@ -243,7 +239,7 @@ async def test_mid_stream_drop_is_reconnected_and_later_speech_transcribed(
     )
     errors = _errors(model)
     standin.drop_next_session_after(4.0)  # just after "ask", before "not what your country"
-    pcm = _pcm("jfk_inaugural_1961.wav")
+    pcm = _pcm("jfk")
     events = await _transcribe(model.stream(), pcm)
 
     first, second = standin.sessions

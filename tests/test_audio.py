@@ -2,8 +2,8 @@
 common shape and rate do too; bad input fails with a message naming the file and the problem;
 long files stream in constant memory; `SourceAudioInput` ends (or fails) the way a session needs.
 
-The format variants are made here, at test time, from a shared recording with PyAV itself, so no
-ffmpeg binary and no extra fixtures are needed.
+The format variants are made here, at test time, from a shipped sample (written out as WAV) with
+PyAV itself, so no ffmpeg binary and no extra fixtures are needed.
 """
 
 from __future__ import annotations
@@ -38,8 +38,7 @@ from stt_agent.audio import (
 )
 from stt_agent.progress import MAX_UNHEARD_S, RunProgress
 
-SPEECH = Path(__file__).resolve().parents[1].parent / "shared" / "speech"
-JFK = SPEECH / "jfk_inaugural_1961.wav"
+SPEECH = Path(__file__).resolve().parents[1].parent / "shared" / "speech"  # when present
 FRAME_SAMPLES = SAMPLE_RATE * FRAME_MS // 1000
 
 
@@ -128,7 +127,12 @@ def _has_encoder(name: str) -> bool:
 
 
 @pytest.fixture(scope="session")
-def variants(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | None]:
+def jfk_wav(sample_wav) -> Path:
+    return sample_wav("jfk")
+
+
+@pytest.fixture(scope="session")
+def variants(tmp_path_factory: pytest.TempPathFactory, jfk_wav: Path) -> dict[str, Path | None]:
     folder = tmp_path_factory.mktemp("variants")
     made: dict[str, Path | None] = {}
     for name, v in VARIANTS.items():
@@ -136,13 +140,13 @@ def variants(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | None]
             made[name] = None
             continue
         made[name] = folder / f"jfk.{name}"
-        encode(JFK, made[name], v)
+        encode(jfk_wav, made[name], v)
     return made
 
 
 @pytest.fixture(scope="session")
-def jfk_pcm() -> np.ndarray:
-    return read_wav(JFK)
+def jfk_pcm(jfk_wav: Path) -> np.ndarray:
+    return read_wav(jfk_wav)
 
 
 # Measured with this PyAV 18 / FFmpeg build: FLAC and the WAVs 0.9999-1.0, MP3 0.996, Opus
@@ -196,15 +200,17 @@ async def test_shared_recordings_decode_whole_and_exact(path: Path) -> None:
     np.testing.assert_array_equal(pcm[: original.size], original)
 
 
-async def test_wav_with_unknown_length_is_not_called_truncated(tmp_path: Path) -> None:
+async def test_wav_with_unknown_length_is_not_called_truncated(
+    tmp_path: Path, jfk_wav: Path
+) -> None:
     # Streaming writers put 0xFFFFFFFF in the size fields when they do not know it yet.
-    data = bytearray(JFK.read_bytes())
+    data = bytearray(jfk_wav.read_bytes())
     at = data.find(b"data")
     data[4:8] = data[at + 4 : at + 8] = b"\xff\xff\xff\xff"
     path = tmp_path / "streamed.wav"
     path.write_bytes(data)
     pcm = pcm_of(await collect(FileSource(path, trailing_silence_s=0)))
-    assert pcm.size >= read_wav(JFK).size
+    assert pcm.size >= read_wav(jfk_wav).size
 
 
 # --- pacing -------------------------------------------------------------------------------
@@ -315,9 +321,9 @@ def test_bad_arrays_are_refused(samples: np.ndarray, says: str) -> None:
 # --- as_source ----------------------------------------------------------------------------
 
 
-def test_as_source_accepts_paths_arrays_and_sources() -> None:
-    by_str = as_source(str(JFK))
-    by_path = as_source(JFK, realtime=True)
+def test_as_source_accepts_paths_arrays_and_sources(jfk_wav: Path) -> None:
+    by_str = as_source(str(jfk_wav))
+    by_path = as_source(jfk_wav, realtime=True)
     assert isinstance(by_str, FileSource) and isinstance(by_path, FileSource)
     assert by_path.realtime and not by_str.realtime
     array = as_source(np.zeros(1600, np.float32))
@@ -390,11 +396,11 @@ def test_bad_files_name_the_file_and_the_problem(tmp_path: Path, make: object, s
 
 
 @pytest.fixture
-def truncated_wav(tmp_path: Path) -> Path:
+def truncated_wav(tmp_path: Path, jfk_wav: Path) -> Path:
     path = tmp_path / "cut_off.wav"
-    shutil.copy(JFK, path)
+    shutil.copy(jfk_wav, path)
     with path.open("r+b") as f:
-        f.truncate(int(JFK.stat().st_size * 0.4))
+        f.truncate(int(jfk_wav.stat().st_size * 0.4))
     return path
 
 

@@ -1,6 +1,7 @@
 """`python -m benchmarks` end to end in its tiny mode (one short clip through every stage).
 
-Only shapes and sanity are checked here, never speed: targets live in benchmarks/.
+Only shapes and sanity are checked here, never speed: targets live in benchmarks/. The
+benchmarks run on the larger scored set in ../shared/speech: without it these tests skip.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ REQUIRED = {
 }
 
 
-def test_tiny_run_writes_json_table_and_plot(tmp_path, capsys):
+def test_tiny_run_writes_json_table_and_plot(tmp_path, capsys, speech_dir):
     assert bench_cli.main(["--tiny", "--json", "--out", str(tmp_path)]) == 0
     printed = json.loads(capsys.readouterr().out)
     saved = json.loads((tmp_path / "latest.json").read_text())
@@ -69,7 +70,7 @@ def test_tiny_run_writes_json_table_and_plot(tmp_path, capsys):
     assert "EOS -> final p50" in table and "baseline" in table
 
 
-def test_end_of_speech_and_onset_come_from_the_audio():
+def test_end_of_speech_and_onset_come_from_the_audio(speech_dir):
     (clip,) = load_clips(["cmu_goforward.wav"])
     eos = end_of_speech(clip, 0.0, clip.duration_s)
     assert eos is not None and abs(eos.at_s - clip.duration_s) < 0.2 and not eos.clipped
@@ -81,7 +82,7 @@ def test_end_of_speech_and_onset_come_from_the_audio():
     assert inside.at_s == pytest.approx(1.0 + 0.3, abs=FRAME_S / 2)
 
 
-def test_locate_finds_a_vad_buffer_in_the_clip():
+def test_locate_finds_a_vad_buffer_in_the_clip(speech_dir):
     (clip,) = load_clips(["cmu_goforward.wav"])
     padded = np.concatenate([clip.pcm, np.zeros(16_000, np.int16)])
     assert locate(padded, padded[8_000:30_000]) == 8_000

@@ -16,6 +16,8 @@ import av
 import numpy as np
 import pytest
 
+from stt_agent import samples
+
 pytest.register_assert_rewrite("tests.browser")  # it is a plugin too (below)
 from tests.browser import (  # noqa: E402
     fake_microphone_args,
@@ -29,8 +31,7 @@ from tests.browser import (  # noqa: E402
 pytest_plugins = ["tests.browser"]
 pytestmark = pytest.mark.browser
 
-SPEECH = Path(__file__).resolve().parents[1].parent / "shared" / "speech"
-RECORDING = SPEECH / "jfk_inaugural_1961.wav"
+RECORDING = samples.path("jfk")
 MIC_JS = Path(__file__).resolve().parents[1] / "stt_agent" / "mic.js"
 
 CELLS = [
@@ -67,8 +68,6 @@ def _write_wav(path: Path, pcm: np.ndarray, rate: int) -> Path:
 
 @pytest.fixture(scope="module")
 def speech() -> tuple[np.ndarray, int]:
-    if not RECORDING.is_file():
-        pytest.fail(f"test recording not found at {RECORDING} (clone with shared/ beside it)")
     return _read_pcm(RECORDING)
 
 

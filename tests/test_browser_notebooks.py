@@ -1,9 +1,11 @@
-"""The committed notebook 03 in a real JupyterLab, in headless Chromium: Run All, then the
-recording's words must appear in the TranscriptView on the page."""
+"""The committed notebooks 03 and 04 in a real JupyterLab, in headless Chromium: Run All, then
+the recording's words must appear in the TranscriptView on the page. Screenshots are kept as
+test artefacts (printed with their paths)."""
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from pathlib import Path
 
@@ -16,34 +18,78 @@ pytest_plugins = ["tests.browser"]
 pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+ROWS = ".stt-transcript-view .stt-row"  # the live widget's rows (not its hidden saved copy)
+
+
+def _run_all(lab, page, notebook: str) -> float:
+    """Copy a committed notebook into the lab (alone: it needs nothing beside it), open it,
+    Run All; returns the start time."""
+    lab.copy_in(REPO / "notebooks" / notebook, f"course/{notebook}")
+    started = time.monotonic()
+    open_notebook(page, f"course/{notebook}")
+    wait_for_kernel_idle(page)
+    run_all(page)
+    return started
+
+
+def _saved_copies_are_hidden(page) -> None:
+    """The views' saved copies (for readers without a kernel) are in the page but not shown
+    next to the live widgets."""
+    copies = page.locator(".stt-transcript-saved")
+    assert copies.count() >= 1
+    assert "utterances" in copies.first.text_content()
+    assert not any(copies.nth(i).is_visible() for i in range(copies.count()))
 
 
 def test_transcriber_notebook_shows_the_words_live(lab, lab_page, save_screenshot):
-    # The notebook finds its recording at ../../shared/speech, as in a clone with shared/
-    # beside it: recreate that layout inside the server's root.
-    lab.copy_in(REPO / "notebooks" / "03_transcriber_agent.ipynb", "kit/notebooks/03.ipynb")
-    shared = lab.root_dir / "shared"
-    if not shared.exists():
-        shared.symlink_to(SHARED, target_is_directory=True)
-    started = time.monotonic()
-    open_notebook(lab_page, "kit/notebooks/03.ipynb")
-    wait_for_kernel_idle(lab_page)
-    run_all(lab_page)
+    started = _run_all(lab, lab_page, "03_transcriber_agent.ipynb")
     # Interim or final, the words arrive while the recording is still playing...
     wait_for_text(lab_page, ".stt-transcript-view", "fellow americans", timeout=90)
     view = lab_page.locator(".stt-transcript-view").first
     view.scroll_into_view_if_needed()
     live = save_screenshot(lab_page, "notebook03_live")
     # ...and the final utterances, with their latency, end up in the list.
-    text = wait_for_text(lab_page, ".stt-row", "ask not", timeout=90)
+    text = wait_for_text(lab_page, ROWS, "ask not", timeout=90)
     assert "country" in text.lower() or "ask not" in text.lower()
-    wait_for_text(lab_page, ".stt-status", "stopped", timeout=90)
-    view.scroll_into_view_if_needed()
+    wait_for_text(lab_page, ".stt-status-view .stt-status", "stopped", timeout=90)
+    lab_page.locator(".stt-transcript-view").first.scroll_into_view_if_needed()
     final = save_screenshot(lab_page, "notebook03_done")
-    rows = lab_page.locator(".stt-row").all_inner_texts()
+    rows = lab_page.locator(ROWS).all_inner_texts()
     assert len(rows) >= 3, rows
+    _saved_copies_are_hidden(lab_page)
     assert all(" ms" in row for row in rows)  # every final shows its latency
+    # "Keep working while it transcribes" saw utterances arrive while it worked.
+    working = wait_for_text(lab_page, ".jp-OutputArea-output", "pieces of other work", timeout=30)
+    arrived = re.search(r"meanwhile (\d+) utterances arrived", working)
+    assert arrived and int(arrived.group(1)) > 0, working
+    print(
+        json.dumps(
+            {"seconds": round(time.monotonic() - started, 1), "shots": [str(live), str(final)]}
+        )
+    )
+
+
+def test_turn_handlers_notebook_shows_words_and_what_the_handlers_added(
+    lab, lab_page, save_screenshot
+):
+    started = _run_all(lab, lab_page, "04_turn_handlers.ipynb")
+    # The keyword alert fires on "country" before the notebook removes it...
+    alert = wait_for_text(lab_page, ROWS, "alert: ['country']", timeout=120)
+    assert "country" in alert.lower()
+    lab_page.locator(".stt-transcript-view").first.scroll_into_view_if_needed()
+    live = save_screenshot(lab_page, "notebook04_live")
+    # ...and the whole playlist ends up in the view: the last recording's words, annotated.
+    wait_for_text(lab_page, ROWS, "rather selfish", timeout=150)
+    # Run All reached the end: the exercises' checks ran.
+    wait_for_text(lab_page, ".jp-OutputArea-output", "question (statement)", timeout=90)
+    lab_page.locator(".stt-transcript-view").first.scroll_into_view_if_needed()
+    final = save_screenshot(lab_page, "notebook04_done")
+    rows = lab_page.locator(ROWS).all_inner_texts()
+    assert len(rows) >= 5, rows
+    _saved_copies_are_hidden(lab_page)
+    assert any("this handler has a bug" in row for row in rows)  # isolated, shown, not fatal
+    assert any("wpm:" in row for row in rows)
+    assert any("fixed: True" in row for row in rows)  # the replaced handler took over
     print(
         json.dumps(
             {"seconds": round(time.monotonic() - started, 1), "shots": [str(live), str(final)]}

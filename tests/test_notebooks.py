@@ -1,8 +1,8 @@
 """Every notebook in notebooks/ runs top to bottom, headlessly, in time, and leaks no secret.
 
 Each notebook is copied into a throwaway repository tree (a `pyproject.toml` at its root, so
-the `.env` search stops there, and `shared/speech` beside it, as in a real clone) and executed
-with nbclient on this venv's `python3` kernel, in four situations:
+the `.env` search stops there, and nothing beside it: the recordings are the kit's shipped
+samples) and executed with nbclient on this venv's `python3` kernel, in four situations:
 
 * no `.env` and no LIVEKIT_*/ASSEMBLYAI_* variables: the embedded default (local mode);
 * a planted `.env` with random keys and unreachable servers: every notebook must still finish,
@@ -12,7 +12,9 @@ with nbclient on this venv's `python3` kernel, in four situations:
 * the same stand-in, but the `.env` holds a key pair it does not know: the notebooks must say
   that the credentials were refused.
 
-The committed notebooks themselves must carry no outputs and no execution counts.
+The committed notebooks themselves must carry no outputs and no execution counts. In the first
+situation each notebook must also show what its prose promises (`PROMISES` below), in its
+saved outputs, so that it reads right on GitHub or a course site.
 New notebooks are picked up automatically: everything is parametrised over notebooks/*.ipynb.
 """
 
@@ -37,12 +39,12 @@ from jupyter_client.kernelspec import KernelSpecManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
+from benchmarks.scoring import normalise
 from tests.standins.livekit_server import LiveKitStandIn
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 BUDGET_S = 180  # per cell, and for a whole notebook
 KERNEL = "python3"
 KIT_ENV_PREFIXES = ("LIVEKIT_", "ASSEMBLYAI_", "STT_AGENT_")
@@ -82,12 +84,8 @@ executes = pytest.mark.notebooks
 
 @pytest.fixture
 def sandbox(tmp_path: Path) -> Path:
-    """<tmp>/repo with pyproject.toml, .gitignore and a copy of notebooks/, and <tmp>/shared/speech
-    linking to the real recordings, so `../../shared/speech/...` works from the notebooks."""
-    if not (SHARED / "speech").is_dir():
-        pytest.fail(
-            f"test recordings not found at {SHARED / 'speech'} (clone with shared/ beside it)"
-        )
+    """<tmp>/repo with pyproject.toml, .gitignore and a copy of notebooks/: nothing else, so a
+    notebook that reached outside the kit (../shared, the tests) would fail here."""
     root = tmp_path / "repo"
     root.mkdir()
     (root / "pyproject.toml").write_text('[project]\nname = "notebook-sandbox"\nversion = "0"\n')
@@ -98,8 +96,6 @@ def sandbox(tmp_path: Path) -> Path:
         root / "notebooks",
         ignore=shutil.ignore_patterns(".ipynb_checkpoints", "*.jsonl", ".env"),
     )
-    (tmp_path / "shared").mkdir()
-    (tmp_path / "shared" / "speech").symlink_to(SHARED / "speech", target_is_directory=True)
     return root
 
 
@@ -200,6 +196,68 @@ def _shown_text(nb: nbformat.NotebookNode) -> str:
     return "\n".join(text for _, text in _output_texts(nb)).lower()
 
 
+# --- what each notebook's prose promises, checked in its saved outputs ------------------------
+
+
+def _cell(nb: nbformat.NotebookNode, needle: str) -> tuple[int, str]:
+    """(index, everything its outputs show as text) of the one code cell containing `needle`."""
+    found = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and needle in c.source]
+    assert len(found) == 1, f"expected one cell with {needle!r}, found {len(found)}"
+    texts = []
+    for output in nb.cells[found[0]].get("outputs", []):
+        texts.append(output.get("text", ""))
+        data = output.get("data", {})
+        texts += [data.get("text/plain", ""), re.sub(r"<[^>]+>", " ", data.get("text/html", ""))]
+    return found[0], "\n".join(texts)
+
+
+def _promises_01(nb: nbformat.NotebookNode) -> None:
+    _, vad = _cell(nb, "segments.append((start, end))")
+    assert vad.count("END_OF_SPEECH") >= 3, vad  # the speech the VAD found in the recording
+
+
+def _promises_03(nb: nbformat.NotebookNode) -> None:
+    _, working = _cell(nb, "work_done = []")
+    arrived = re.search(r"meanwhile (\d+) utterances arrived", working)
+    assert arrived and int(arrived.group(1)) > 0, f"nothing arrived while working: {working}"
+    _, transcript = _cell(nb, "view = stt_agent.TranscriptView(handle.feed)")
+    said = normalise(transcript)
+    assert "ask not" in said and "what your country can do for you" in said, transcript
+    _, status = _cell(nb, "stt_agent.StatusView(handle)")
+    assert "stopped" in status, status  # the saved status is the final one
+
+
+def _promises_04(nb: nbformat.NotebookNode) -> None:
+    waited, fired = _cell(nb, "def alerted()")
+    removed, _ = _cell(nb, 'remove_turn_handler("keyword_alert")')
+    assert waited < removed
+    assert re.search(r"alert \[[^\]]*'country'", fired), f"the alert never fired: {fired}"
+    errors = re.search(r"errors so far: (\d+)", fired)
+    assert errors and int(errors.group(1)) > 0, fired
+    _, transcript = _cell(nb, "view = stt_agent.TranscriptView(handle.feed)")
+    assert "dashwood" in normalise(transcript) or "ill disposed" in normalise(transcript)
+
+
+def _promises_05(nb: nbformat.NotebookNode) -> None:
+    _, compared = _cell(nb, "assemblyai_format_turns=False")
+    formatted = re.findall(r"format_turns=True : (.+)", compared)
+    raw = re.findall(r"format_turns=False: (.+)", compared)
+    assert formatted and raw, compared
+    assert all(t[0].isupper() and t.rstrip()[-1] in ".?!" for t in formatted), formatted
+    assert all(re.fullmatch(r"[a-z0-9' -]+", t.strip()) for t in raw), raw
+    _, turns = _cell(nb, "for max_silence, turns in results.items():")
+    texts = re.findall(r"\d+\.\d+-\s*\d+\.\d+ s  (.+)", turns)
+    assert texts and all(t[0].isupper() for t in texts), turns
+
+
+PROMISES = {
+    "01_livekit_constructs": _promises_01,
+    "03_transcriber_agent": _promises_03,
+    "04_turn_handlers": _promises_04,
+    "05_assemblyai_turns": _promises_05,
+}
+
+
 # --- the tests -------------------------------------------------------------------------------
 
 
@@ -235,6 +293,8 @@ def test_runs_without_settings(
         pytest.fail(f"{notebook.name} failed without a .env:\n{error}", pytrace=False)
     assert seconds <= BUDGET_S, f"{notebook.name} took {seconds:.0f} s (budget {BUDGET_S} s)"
     assert not _leaks(nb, {}), _leaks(nb, {})
+    if notebook.stem in PROMISES:
+        PROMISES[notebook.stem](nb)
 
 
 @executes

@@ -11,16 +11,14 @@ import pytest
 
 import stt_agent
 from benchmarks.scoring import corpus_wer
-from stt_agent import TranscriptFeed, TranscriptView, Utterance
+from stt_agent import TranscriptFeed, TranscriptView, Utterance, samples
 
 
 def _finals(feed: TranscriptFeed) -> list[Utterance]:
     return list(feed.utterances)
 
 
-async def test_start_local_returns_at_once_and_delivers_every_utterance(
-    jfk, local_stt, reference_texts
-):
+async def test_start_local_returns_at_once_and_delivers_every_utterance(jfk, local_stt):
     handle = await stt_agent.start_local(jfk, realtime=False, stt=local_stt)
     # the cell is not blocked: start_local returned before the first word was heard
     assert handle.status.state == "starting" and not handle.feed.utterances
@@ -29,7 +27,7 @@ async def test_start_local_returns_at_once_and_delivers_every_utterance(
     assert handle.status.state == "finished"
     assert result == _finals(handle.feed)
     assert len(result) >= 3
-    wer = corpus_wer([reference_texts[jfk.name]], [" ".join(u.text for u in result)])
+    wer = corpus_wer([samples.info("jfk").text], [" ".join(u.text for u in result)])
     assert wer <= 0.1
     await handle.stop()
     assert handle.status.state == "stopped"
@@ -98,9 +96,7 @@ async def test_slow_handlers_are_timed_out(jfk, local_stt):
     await handle.stop()
 
 
-async def test_the_speech_model_and_decoding_never_run_on_the_kernel_loop(
-    speech_dir, local_stt, monkeypatch
-):
+async def test_the_speech_model_and_decoding_never_run_on_the_kernel_loop(local_stt, monkeypatch):
     """What keeps the kernel responsive while transcribing: model work happens on other
     threads. (How responsive, in milliseconds, is measured in benchmarks/, not asserted.)"""
     import stt_agent.engines as engines
@@ -114,7 +110,7 @@ async def test_the_speech_model_and_decoding_never_run_on_the_kernel_loop(
         return decode(*args, **kwargs)
 
     monkeypatch.setattr(engines, "_decode", watched)
-    clip = speech_dir / "librispeech_dev_2412-153948-0000.wav"  # 11.7 s
+    clip = samples.path("librispeech_2412")  # 11.7 s
     handle = await stt_agent.start_local(clip, realtime=True, stt=local_stt)
     result = await asyncio.wait_for(handle.done(), 60)
     await handle.stop()

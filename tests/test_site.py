@@ -1,0 +1,63 @@
+"""`make site`: the executed course as static HTML shows the transcript words in a real browser
+(headless Chromium, offline: the widget library cannot load, so this is what a reader without
+a kernel or a network sees). Notebooks 03 and 04 only: they are the ones with transcripts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.register_assert_rewrite("tests.browser")
+from tools import site  # noqa: E402
+
+pytest_plugins = ["tests.browser"]
+pytestmark = [pytest.mark.browser, pytest.mark.notebooks]
+
+REPO = Path(__file__).resolve().parents[1]
+SAVED_ROWS = ".stt-transcript-saved .stt-row"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("site")
+    notebooks = [REPO / "notebooks" / n for n in ("03_transcriber_agent", "04_turn_handlers")]
+    site.build(out, [p.with_suffix(".ipynb") for p in notebooks])
+    return out
+
+
+def _open(launch_chromium, page_path: Path):
+    browser = launch_chromium()
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    page.goto(page_path.as_uri())
+    return page
+
+
+def test_index_links_every_page(built: Path, launch_chromium) -> None:
+    page = _open(launch_chromium, built / "index.html")
+    links = page.locator("a").evaluate_all("els => els.map(e => e.getAttribute('href'))")
+    assert links == ["03_transcriber_agent.html", "04_turn_handlers.html"]
+
+
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        ("03_transcriber_agent", ["fellow americans", "ask not", "your country"]),
+        ("04_turn_handlers", ["your country", "alert: ['country']", "rather selfish"]),
+    ],
+)
+def test_pages_show_the_transcript_words(
+    built: Path, launch_chromium, save_screenshot, name: str, words: list[str]
+) -> None:
+    page = _open(launch_chromium, built / f"{name}.html")
+    rows = page.locator(SAVED_ROWS)
+    assert rows.count() >= 3
+    rows.first.scroll_into_view_if_needed()
+    assert rows.first.is_visible()
+    shown = " ".join(rows.all_inner_texts()).lower()
+    for said in words:
+        assert said in shown, f"{said!r} is not on the {name} page: {shown[:500]}"
+    status = page.locator(".stt-status-saved")
+    if status.count():
+        assert "stopped" in status.first.inner_text()
+    print(save_screenshot(page, f"site_{name}"))

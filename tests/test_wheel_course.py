@@ -1,0 +1,195 @@
+"""The course from a pip-installed wheel, far from this repository.
+
+Builds the wheel, makes a fresh environment, lets notebook 01's set-up cell install the wheel
+into it (as it would install the pinned release in Colab), copies only notebooks/ into an
+unrelated folder and runs every notebook there: no .env, no ../shared, no repository on the
+path. Everything the notebooks need (samples, widget JavaScript, the AssemblyAI simulator) must
+come from the wheel.
+
+The fresh environment is a new venv whose own site-packages starts empty. Installing the
+kit's dependencies from scratch would take many minutes, so it sees this venv's installed
+packages through a folder of links (everything except the kit itself), the way a
+`--system-site-packages` venv sees its base: pip finds the dependencies satisfied and installs
+the wheel alone, with no index (PIP_NO_INDEX).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import venv
+from pathlib import Path
+
+import pytest
+
+from tools import course
+
+pytestmark = pytest.mark.notebooks
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+CELL_TIMEOUT_S = 240
+# Left out of the source copy the wheel is built from: caches, builds, environments.
+NOT_SOURCE = shutil.ignore_patterns(
+    ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".ruff_cache"
+)
+KIT_PREFIXES = ("stt_agent", "stt-agent", "__editable__")
+
+# Runs inside the fresh environment: execute notebooks with nbclient on that environment's
+# own python3 kernel, and report as JSON what happened.
+RUNNER = r"""
+import json, sys, time
+from pathlib import Path
+import nbformat
+from nbclient import NotebookClient
+from nbclient.exceptions import CellExecutionError
+from jupyter_client.kernelspec import KernelSpecManager
+
+spec = KernelSpecManager().get_kernel_spec("python3")
+report = {"kernel": spec.argv[0], "runs": []}
+for name in sys.argv[2:]:
+    path = Path(sys.argv[1]) / name
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, kernel_name="python3", timeout=TIMEOUT, startup_timeout=60,
+                            resources={"metadata": {"path": str(path.parent)}})
+    started, error = time.perf_counter(), None
+    try:
+        client.execute()
+    except CellExecutionError as e:
+        error = str(e)[-3000:]
+    except Exception as e:
+        error = f"{type(e).__name__}: {e}"[-3000:]
+    nbformat.write(nb, path)
+    report["runs"].append({"notebook": name, "seconds": round(time.perf_counter() - started, 1),
+                           "error": error})
+print(json.dumps(report))
+"""
+
+
+def _build_wheel(tmp: Path) -> Path:
+    source = tmp / "source"
+    shutil.copytree(REPO, source, ignore=NOT_SOURCE)
+    dist = tmp / "dist"
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(dist), "."],
+        cwd=source,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, f"building the wheel failed:\n{result.stderr[-3000:]}"
+    [wheel] = dist.glob("stt_agent-*.whl")
+    return wheel
+
+
+def _fresh_environment(tmp: Path) -> Path:
+    """A new venv (from the base interpreter) that sees this venv's packages, except the kit."""
+    env_dir = tmp / "fresh-venv"
+    venv.EnvBuilder(with_pip=False).create(env_dir)
+    python = env_dir / "bin" / "python"
+    purelib = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    shared = tmp / "shared-packages"
+    shared.mkdir()
+    ours = Path(sysconfig.get_paths()["purelib"])
+    for entry in ours.iterdir():
+        if not entry.name.lower().startswith(KIT_PREFIXES) and entry.suffix != ".pth":
+            (shared / entry.name).symlink_to(entry)
+    (Path(purelib) / "_stt_agent_test_shared.pth").write_text(f"{shared}\n")
+    return python
+
+
+def _clean_env(tmp: Path, **extra: str) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("LIVEKIT_", "ASSEMBLYAI_", "STT_AGENT_", "JUPYTER", "PYTHON", "PIP_"))
+        and k not in ("VIRTUAL_ENV", "MPLBACKEND")
+    }
+    home = tmp / "jupyter-home"
+    env.update(
+        JUPYTER_CONFIG_DIR=str(home / "config"),
+        JUPYTER_DATA_DIR=str(home / "data"),
+        JUPYTER_RUNTIME_DIR=str(home / "runtime"),
+        IPYTHONDIR=str(home / "ipython"),
+        MPLCONFIGDIR=str(home / "matplotlib"),
+        **extra,
+    )
+    return env
+
+
+def _run(python: Path, folder: Path, names: list[str], env: dict[str, str]) -> dict:
+    script = folder.parent / "run_notebooks.py"
+    script.write_text(RUNNER.replace("TIMEOUT", str(CELL_TIMEOUT_S)))
+    result = subprocess.run(
+        [python, str(script), str(folder), *names],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=CELL_TIMEOUT_S * 4 * max(len(names), 1),
+    )
+    assert result.returncode == 0, f"the notebook runner failed:\n{result.stderr[-3000:]}"
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_every_notebook_runs_from_the_wheel_in_an_unrelated_folder(tmp_path: Path) -> None:
+    wheel = _build_wheel(tmp_path)
+    python = _fresh_environment(tmp_path)
+    missing = subprocess.run(
+        [python, "-c", "import stt_agent"],
+        capture_output=True,
+        cwd=tmp_path,
+        env=_clean_env(tmp_path),
+    )
+    assert missing.returncode != 0, "the fresh environment already has the kit"
+
+    # An unrelated folder: only notebooks/, nothing of the repository around it.
+    course_dir = tmp_path / "elsewhere" / "my-course"
+    shutil.copytree(REPO / "notebooks", course_dir, ignore=shutil.ignore_patterns("*.jsonl"))
+    assert not (course_dir.parent / "shared").exists() and not (course_dir / ".env").exists()
+
+    # 1. The set-up cell installs the kit when it is missing, from the wheel (no index).
+    import nbformat
+
+    setup = nbformat.v4.new_notebook()
+    setup.cells = [nbformat.v4.new_code_cell(course.setup_cell(*course.course()))]
+    nbformat.write(setup, course_dir.parent / "setup-only.ipynb")
+    env = _clean_env(tmp_path, STT_AGENT_PIP_SPEC=str(wheel), PIP_NO_INDEX="1")
+    report = _run(python, course_dir.parent, ["setup-only.ipynb"], env)
+    assert report["runs"][0]["error"] is None, report
+    installed = subprocess.run(
+        [python, "-c", "import stt_agent, sys; print(stt_agent.__file__); print(sys.prefix)"],
+        capture_output=True,
+        text=True,
+        cwd=course_dir,
+        env=env,
+    )
+    assert installed.returncode == 0, installed.stderr
+    kit_file, prefix = installed.stdout.split()
+    assert Path(kit_file).is_relative_to(prefix) and prefix == str(python.parent.parent)
+    assert Path(report["kernel"]).parent == python.parent or report["kernel"] in (
+        "python",
+        "python3",
+    )
+
+    # 2. Every notebook, top to bottom, there. Each one's set-up cell now does nothing.
+    env = _clean_env(tmp_path, PIP_NO_INDEX="1")
+    report = _run(python, course_dir, [p.name for p in NOTEBOOKS], env)
+    timings = {r["notebook"]: r["seconds"] for r in report["runs"]}
+    print(f"wheel {wheel.name} ({wheel.stat().st_size / 1e6:.2f} MB); notebooks: {timings}")
+    failed = {r["notebook"]: r["error"] for r in report["runs"] if r["error"]}
+    assert not failed, "\n\n".join(f"{name}:\n{error}" for name, error in failed.items())
+    # The recordings came from the installed wheel, and the simulator ran from it too.
+    transcripts = nbformat.read(course_dir / "03_transcriber_agent.ipynb", as_version=4)
+    assert "ask not" in nbformat.writes(transcripts).lower()
+    simulated = nbformat.read(course_dir / "05_assemblyai_turns.ipynb", as_version=4)
+    assert "AssemblyAI simulator at ws://127.0.0.1:" in nbformat.writes(simulated)
