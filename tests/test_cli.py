@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from benchmarks.scoring import normalise
+from stt_agent import samples
 from tests.cli import REPO, clean_env, run_cli
 from tests.standins.livekit_server import LiveKitStandIn
 
@@ -72,9 +73,15 @@ def test_silence_and_noise_say_no_speech_found(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_truncated_file_prints_its_intact_part_then_where_it_broke(tmp_path, jfk):
+def test_truncated_file_prints_its_intact_part_then_where_it_broke(tmp_path):
     cut = tmp_path / "cut.wav"
-    cut.write_bytes(jfk.read_bytes()[:200_000])  # the header still promises all 11 s
+    with wave.open(str(cut), "wb") as w:  # a WAV of the whole 11 s recording...
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16_000)
+        w.writeframes(samples.load("jfk").tobytes())
+    cut.write_bytes(cut.read_bytes()[: 44 + 6 * 32_000])  # ...cut after 6 s: the header
+    # still promises all 11 s
     result = run_cli("transcribe", "--json", str(cut))
     assert result.returncode == 2, result.stderr
     records = [json.loads(line) for line in result.stdout.splitlines()]
