@@ -7,8 +7,9 @@ samples) and executed with nbclient on this venv's `python3` kernel, in four sit
 * no `.env` and no LIVEKIT_*/ASSEMBLYAI_* variables: the embedded default (local mode);
 * a planted `.env` with random keys and unreachable servers: every notebook must still finish,
   tell the learner what is wrong, and never show a secret (outputs, errors, widget state);
-* a planted `.env` pointing at the LiveKit stand-in (tests/standins): the server API answers,
-  media does not, and notebooks must cope with exactly that;
+* a planted `.env` pointing at the LiveKit stand-in (tests/standins), which the real
+  `livekit.rtc` client joins with media: notebook 01's two participants hear each other and
+  notebook 03's room of speakers is transcribed, each under their name (`STANDIN_PROMISES`);
 * the same stand-in, but the `.env` holds a key pair it does not know: the notebooks must say
   that the credentials were refused.
 
@@ -250,6 +251,26 @@ def _promises_05(nb: nbformat.NotebookNode) -> None:
     assert texts and all(t[0].isupper() for t in texts), turns
 
 
+def _standin_promises_01(nb: nbformat.NotebookNode) -> None:
+    _, heard = _cell(nb, "await asyncio.wait_for(publish_and_listen(), 40)")
+    received = re.search(r"bob received (\d+\.\d) s of audio", heard)
+    assert received and float(received.group(1)) >= 8.0, heard  # most of the 11 s recording
+
+
+def _standin_promises_03(nb: nbformat.NotebookNode) -> None:
+    _, said = _cell(nb, "ATTENDEES = {")
+    ada = re.search(r"^ada: (.+)$", said, re.M)
+    grace = re.search(r"^grace: (.+)$", said, re.M)
+    assert ada and "what your country can do for you" in normalise(ada.group(1)), said
+    assert grace and "narrative would be tedious" in normalise(grace.group(1)), said
+
+
+STANDIN_PROMISES = {
+    "01_livekit_constructs": _standin_promises_01,
+    "03_transcriber_agent": _standin_promises_03,
+}
+
+
 PROMISES = {
     "01_livekit_constructs": _promises_01,
     "03_transcriber_agent": _promises_03,
@@ -373,13 +394,16 @@ def _livekit_standin(api_key: str, api_secret: str) -> Iterator[LiveKitStandIn]:
 def test_runs_against_livekit_standin(
     notebook: Path, sandbox: Path, request: pytest.FixtureRequest
 ) -> None:
-    """A server whose API answers but which carries no media (the stand-in): finish, no leaks."""
+    """A LiveKit server with media (the stand-in): finish, no leaks, and the room demos show
+    what their prose promises."""
     api_key, api_secret = "API" + token_hex(6), token_urlsafe(32)
     with _livekit_standin(api_key, api_secret) as standin:
         env = _livekit_env(standin, api_key, api_secret)
-        _run_with_env(
+        nb = _run_with_env(
             notebook, sandbox, request, "stand-in", env, {"LIVEKIT_API_SECRET": api_secret}
         )
+    if notebook.stem in STANDIN_PROMISES:
+        STANDIN_PROMISES[notebook.stem](nb)
 
 
 @executes
