@@ -5,9 +5,8 @@ services, truncated files and silence all end the way the record says, with no t
 from __future__ import annotations
 
 import asyncio
-import shutil
+import wave
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +14,7 @@ from aiohttp import web
 
 import stt_agent.engines as engines
 from benchmarks.scoring import corpus_wer, normalise
-from stt_agent import TranscriptFeed, Utterance
+from stt_agent import TranscriptFeed, Utterance, samples
 from stt_agent.audio import SAMPLE_RATE, ArraySource, AudioSourceError, FileSource
 from stt_agent.config import Secret, Settings
 from stt_agent.engines import make_stt
@@ -23,28 +22,19 @@ from stt_agent.local import EngineError, LocalRun
 from stt_agent.progress import MAX_UNHEARD_S
 
 
-def _speech(speech_dir: Path, *names: str, gap_s: float = 0.8) -> np.ndarray:
-    """Several real recordings back to back, as 16 kHz floats, with pauses between them."""
+def _speech(*names: str, gap_s: float = 0.8) -> np.ndarray:
+    """Several shipped recordings back to back, as 16 kHz floats, with pauses between them."""
     parts = []
     for name in names:
-        pcm = FileSource(speech_dir / name)
-        parts.append(_decode(pcm))
+        parts.append(samples.load(name).astype(np.float32) / 32768.0)
         parts.append(np.zeros(int(gap_s * SAMPLE_RATE), np.float32))
     return np.concatenate(parts)
 
 
-def _decode(source: FileSource) -> np.ndarray:
-    from stt_agent.audio import _decode_pcm
-
-    return np.concatenate(list(_decode_pcm(source.path, source.info))).astype(np.float32) / 32768.0
+CLIPS = ("jfk", "librispeech_2412", "austen_0870")
 
 
-CLIPS = ("jfk_inaugural_1961.wav", "cmu_goforward.wav", "librivox_sense_sensibility_0870.wav")
-
-
-async def test_a_recogniser_slower_than_decoding_still_gets_every_word(
-    speech_dir, reference_texts, local_stt, monkeypatch
-):
+async def test_a_recogniser_slower_than_decoding_still_gets_every_word(local_stt, monkeypatch):
     """The decoder waits for the recogniser (backpressure), and the run ends only when the
     last utterance is through: nothing is cut off, however slow the speech model is."""
     decode = engines._decode
@@ -56,13 +46,13 @@ async def test_a_recogniser_slower_than_decoding_still_gets_every_word(
         return decode(*args, **kwargs)
 
     monkeypatch.setattr(engines, "_decode", slow_decode)
-    audio = _speech(speech_dir, *CLIPS)
+    audio = _speech(*CLIPS)
     run = LocalRun(
         source=ArraySource(audio, name="three clips"), stt=local_stt, feed=TranscriptFeed()
     )
     finals = await run.run()
 
-    reference = " ".join(reference_texts[name] for name in CLIPS)
+    reference = " ".join(samples.info(name).text for name in CLIPS)
     hypothesis = " ".join(u.text for u in finals)
     assert corpus_wer([reference], [hypothesis]) <= 0.12, hypothesis
     assert normalise(finals[-1].text).split()[-1] == normalise(reference).split()[-1]
@@ -74,22 +64,26 @@ async def test_a_recogniser_slower_than_decoding_still_gets_every_word(
 
 async def test_silence_and_noise_end_with_no_utterances(local_stt):
     rng = np.random.default_rng(7)
-    for name, samples in {
+    for name, audio in {
         "silence": np.zeros(5 * SAMPLE_RATE, np.float32),
         "noise": (rng.standard_normal(5 * SAMPLE_RATE) * 0.01).astype(np.float32),
     }.items():
-        run = LocalRun(source=ArraySource(samples, name=name), stt=local_stt, feed=TranscriptFeed())
+        run = LocalRun(source=ArraySource(audio, name=name), stt=local_stt, feed=TranscriptFeed())
         assert await run.run() == [], name
         assert run.progress.verdict().state == "done"
 
 
 async def test_a_truncated_file_delivers_its_intact_part_then_says_where_it_broke(
-    speech_dir, tmp_path, local_stt
+    tmp_path, local_stt
 ):
     clip = tmp_path / "cut.wav"
-    shutil.copy(speech_dir / "jfk_inaugural_1961.wav", clip)
+    with wave.open(str(clip), "wb") as w:  # a WAV of the whole 11 s recording...
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(SAMPLE_RATE)
+        w.writeframes(samples.load("jfk").tobytes())
     data = clip.read_bytes()
-    clip.write_bytes(data[: len(data) * 6 // 10])  # the header still promises 11 s
+    clip.write_bytes(data[: len(data) * 6 // 10])  # ...cut: the header still promises 11 s
 
     feed = TranscriptFeed()
     heard: list[Utterance] = []

@@ -18,6 +18,7 @@ from livekit import api, rtc
 
 import stt_agent
 from benchmarks.scoring import corpus_wer
+from stt_agent import samples
 from stt_agent.audio import SAMPLE_RATE
 from stt_agent.speaker import VirtualSpeaker
 from tests.standins.livekit_server import LiveKitStandIn
@@ -98,10 +99,8 @@ class _Listener:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-async def test_a_published_recording_reaches_the_other_participant(
-    lk, speech_dir, reference_texts, local_stt
-):
-    clip = speech_dir / "librispeech_dev_2412-153948-0000.wav"
+async def test_a_published_recording_reaches_the_other_participant(lk, local_stt):
+    clip = samples.path("librispeech_2412")
     async with _joined(lk, "bob") as bob:
         listener = _Listener(bob)
         speaker = VirtualSpeaker(clip, identity="alice")
@@ -126,7 +125,7 @@ async def test_a_published_recording_reaches_the_other_participant(
     # The words, not just sound: what bob heard (two Opus encodings later) is transcribed.
     heard = await stt_agent.transcribe(listener.samples("alice"), stt=local_stt)
     text = " ".join(u.text for u in heard)
-    wer = corpus_wer([reference_texts[clip.name]], [text])
+    wer = corpus_wer([_reference(clip)], [text])
     print(f"heard through the SFU: {text!r}, WER {wer:.1%}")
     assert wer <= SPEAKER_WER_LIMIT
 
@@ -224,10 +223,15 @@ async def test_a_token_for_another_room_or_a_wrong_secret_is_refused(lk):
 # --- the agent in a room: every speaker transcribed under their name ---------------------
 
 SPEAKERS = {
-    "ada": "jfk_inaugural_1961.wav",
-    "grace": "librispeech_dev_2412-153948-0000.wav",
+    "ada": "jfk",
+    "grace": "librispeech_2412",
 }
 AGENT_NAME = "transcriber"
+
+
+def _reference(path) -> str:
+    """The reference transcript of a shipped sample, from its file."""
+    return samples.info(path.stem).text
 
 
 class _TranscriptViewer:
@@ -260,9 +264,7 @@ class _TranscriptViewer:
         return " ".join(t for sid in tracks for t in self.finals.get(sid, []))
 
 
-async def test_every_speaker_is_transcribed_under_their_identity(
-    lk, speech_dir, reference_texts, local_stt
-):
+async def test_every_speaker_is_transcribed_under_their_identity(lk, local_stt):
     from stt_agent.config import Secret, Settings
     from stt_agent.rooms import mint_user_token, open_room
 
@@ -289,7 +291,7 @@ async def test_every_speaker_is_transcribed_under_their_identity(
         viewer = _TranscriptViewer(viewer_room)
         await asyncio.wait_for(viewer_room.connect(lk.ws_url, session.token), JOIN_TIMEOUT_S)
         for identity, clip in SPEAKERS.items():
-            speaker = VirtualSpeaker(speech_dir / clip, identity=identity)
+            speaker = VirtualSpeaker(samples.path(clip), identity=identity)
             # a longer pause after the last word: it ends that turn before the speaker leaves
             speaker.source.trailing_silence_s = 2.0
             token = mint_user_token(settings, session.room, identity=identity)
@@ -320,8 +322,8 @@ async def test_every_speaker_is_transcribed_under_their_identity(
     assert {u.participant for u in finals} == set(SPEAKERS)
     for name, clip in SPEAKERS.items():
         said = " ".join(u.text for u in finals if u.participant == name)
-        wer = corpus_wer([reference_texts[clip]], [said])
-        shown = corpus_wer([reference_texts[clip]], [viewer.text_of(name)])
+        wer = corpus_wer([samples.info(clip).text], [said])
+        shown = corpus_wer([samples.info(clip).text], [viewer.text_of(name)])
         print(f"{name} ({clip}): WER {wer:.1%} in the feed, {shown:.1%} at the viewer: {said!r}")
         assert wer <= SPEAKER_WER_LIMIT
         assert shown <= SPEAKER_WER_LIMIT  # published to the room under the speaker's track
@@ -337,14 +339,14 @@ async def test_every_speaker_is_transcribed_under_their_identity(
     print(f"room end-to-end test took {time.perf_counter() - started:.1f} s")
 
 
-async def test_who_is_transcribed_follows_the_room(lk, speech_dir, reference_texts, local_stt):
+async def test_who_is_transcribed_follows_the_room(lk, local_stt):
     """Someone already speaking when the agent arrives is transcribed; an agent publishing
     audio is not; unpublishing the microphone ends that participant's session."""
     from stt_agent.config import Secret, Settings
     from stt_agent.rooms import open_room
 
     room = "who-room"
-    clip = speech_dir / "librivox_sense_sensibility_0930.wav"
+    clip = samples.path("austen_0930")
     settings = Settings(
         livekit_url=lk.ws_url, livekit_api_key=lk.api_key, livekit_api_secret=Secret(lk.api_secret)
     )
@@ -384,12 +386,12 @@ async def test_who_is_transcribed_follows_the_room(lk, speech_dir, reference_tex
         await handle.stop()
     assert seen == {"early"}  # never the other agent, nor the agent itself
     said = " ".join(u.text for u in handle.feed.utterances if u.participant == "early")
-    wer = corpus_wer([reference_texts[clip.name]], [said])
+    wer = corpus_wer([_reference(clip)], [said])
     print(f"early: WER {wer:.1%}: {said!r}")
     assert wer <= SPEAKER_WER_LIMIT
 
 
-async def test_stop_while_someone_speaks_leaves_the_room(lk, speech_dir, local_stt):
+async def test_stop_while_someone_speaks_leaves_the_room(lk, local_stt):
     from stt_agent.config import Secret, Settings
     from stt_agent.rooms import mint_user_token, open_room
 
@@ -397,7 +399,7 @@ async def test_stop_while_someone_speaks_leaves_the_room(lk, speech_dir, local_s
         livekit_url=lk.ws_url, livekit_api_key=lk.api_key, livekit_api_secret=Secret(lk.api_secret)
     )
     handle = await stt_agent.start_agent(settings, agent_name=AGENT_NAME)
-    speaker = VirtualSpeaker(speech_dir / "jfk_inaugural_1961.wav", identity="ada")
+    speaker = VirtualSpeaker(samples.path("jfk"), identity="ada")
     playing: asyncio.Task[object] | None = None
     try:
         await handle.wait_ready(timeout=JOIN_TIMEOUT_S)
@@ -429,9 +431,7 @@ async def test_stop_while_someone_speaks_leaves_the_room(lk, speech_dir, local_s
         await handle.stop()
 
 
-async def test_the_worker_tells_livekit_it_is_full_at_its_stream_capacity(
-    lk, speech_dir, local_stt
-):
+async def test_the_worker_tells_livekit_it_is_full_at_its_stream_capacity(lk, local_stt):
     """Jobs spread over several workers: a worker transcribing as many speakers as it keeps
     up with reports a full load, so LiveKit sends the next job elsewhere."""
     from livekit.protocol import agent as lk_agent
@@ -446,7 +446,7 @@ async def test_the_worker_tells_livekit_it_is_full_at_its_stream_capacity(
         livekit_api_secret=Secret(lk.api_secret),
         max_streams=1,
     )
-    speaker = VirtualSpeaker(speech_dir / "librivox_sense_sensibility_0930.wav", identity="ada")
+    speaker = VirtualSpeaker(samples.path("austen_0930"), identity="ada")
     handle = await stt_agent.start_agent(settings, agent_name=AGENT_NAME)
     try:
         await handle.wait_ready(timeout=JOIN_TIMEOUT_S)
