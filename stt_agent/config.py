@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlparse
+from urllib.parse import ParseResult, urlparse
 
 from dotenv import dotenv_values
 
@@ -175,8 +175,26 @@ class Settings:
         if not (url or key or secret):
             return found
         if url:
-            parsed = urlparse(url)
-            if "<" in url or ">" in url:
+            parsed = _parse_url(url)
+            if parsed is None:
+                found.append(
+                    Problem(
+                        "LIVEKIT_URL",
+                        f"{url!r} is not a valid URL (a bracket, port or character out of place).",
+                        "use wss://<project>.livekit.cloud for LiveKit Cloud or "
+                        "ws://localhost:7880 for `livekit-server --dev`.",
+                    )
+                )
+            elif parsed.username or parsed.password:
+                found.append(
+                    Problem(
+                        "LIVEKIT_URL",
+                        "holds a user name or password, which LiveKit does not use.",
+                        "remove the `user:password@` part: the server is reached with "
+                        "LIVEKIT_API_KEY and LIVEKIT_API_SECRET.",
+                    )
+                )
+            elif "<" in url or ">" in url:
                 # `wss://<project>.livekit.cloud` from .env.example parses as a valid URL.
                 found.append(
                     Problem(
@@ -243,8 +261,14 @@ class Settings:
                     "paste your key from the AssemblyAI dashboard, or set STT_AGENT_ENGINE=local.",
                 )
             )
-        parsed = urlparse(self.assemblyai_base_url)
-        if parsed.scheme not in ("ws", "wss") or not parsed.hostname:
+        parsed = _parse_url(self.assemblyai_base_url)
+        if (
+            parsed is None
+            or parsed.scheme not in ("ws", "wss")
+            or not parsed.hostname
+            or parsed.username
+            or parsed.password
+        ):
             found.append(
                 Problem(
                     "ASSEMBLYAI_BASE_URL",
@@ -411,6 +435,16 @@ def load_settings(
         text = raw[var].strip() if attr not in _SECRET_FIELDS else raw[var]
         values[attr] = _convert(attr, text)
     return Settings(**values, env_file=path, sources=sources)  # type: ignore[arg-type]
+
+
+def _parse_url(url: str) -> ParseResult | None:
+    """The URL's parts, or None when Python's own parser (or its host/port reading) refuses it."""
+    try:
+        parsed = urlparse(url)
+        _ = parsed.hostname, parsed.port  # both raise ValueError on a malformed netloc
+    except ValueError:
+        return None
+    return parsed
 
 
 def _convert(attr: str, text: str) -> object:

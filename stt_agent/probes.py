@@ -43,6 +43,8 @@ async def probe_livekit(settings: Settings, timeout_s: float = DEFAULT_TIMEOUT_S
     service = "LiveKit server"
     if not settings.has_livekit:
         return ProbeResult(service, False, "not configured (local mode needs no server)")
+    if any(p.variable == "LIVEKIT_URL" for p in settings.problems()):
+        return ProbeResult(service, False, "not tried: LIVEKIT_URL has to be fixed first")
     url = _http_url(settings.livekit_url)
     try:
         async with api.LiveKitAPI(
@@ -64,7 +66,8 @@ async def probe_livekit(settings: Settings, timeout_s: float = DEFAULT_TIMEOUT_S
         return ProbeResult(
             service, False, f"{url} answered with an error ({e.code}, HTTP {e.status})"
         )
-    except (aiohttp.ClientError, OSError) as e:
+    except (aiohttp.ClientError, OSError, ValueError) as e:
+        # ValueError: what aiohttp and urllib raise for an address they cannot use at all
         return ProbeResult(
             service,
             False,
@@ -78,9 +81,12 @@ async def probe_assemblyai(settings: Settings, timeout_s: float = DEFAULT_TIMEOU
     service = "AssemblyAI"
     if not settings.assemblyai_api_key:
         return ProbeResult(service, False, "no ASSEMBLYAI_API_KEY (the local engine is used)")
-    url = _http_url(settings.assemblyai_base_url).rstrip("/") + "/v3/token"
+    if any(p.variable == "ASSEMBLYAI_BASE_URL" for p in settings.problems()):
+        return ProbeResult(service, False, "not tried: ASSEMBLYAI_BASE_URL has to be fixed first")
     headers = {"Authorization": settings.assemblyai_api_key.reveal()}
+    url = settings.assemblyai_base_url
     try:
+        url = _http_url(url).rstrip("/") + "/v3/token"
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as http,
             http.get(url, params={"expires_in_seconds": "60"}, headers=headers) as response,
@@ -88,8 +94,11 @@ async def probe_assemblyai(settings: Settings, timeout_s: float = DEFAULT_TIMEOU
             status = response.status
     except TimeoutError:
         return ProbeResult(service, False, f"no answer from {url} within {timeout_s:g} s")
-    except (aiohttp.ClientError, OSError) as e:
-        return ProbeResult(service, False, f"cannot reach {url} ({type(e).__name__})")
+    except (aiohttp.ClientError, OSError, ValueError) as e:
+        # ValueError: what aiohttp and urllib raise for an address they cannot use at all
+        return ProbeResult(
+            service, False, f"cannot reach {url} ({type(e).__name__}): check ASSEMBLYAI_BASE_URL"
+        )
     if status == 200:
         return ProbeResult(service, True, "the API key is valid")
     if status in (401, 403):

@@ -277,3 +277,23 @@ def test_commands_that_need_no_server_run_without_settings(tmp_path):
     result = run_cli("download-files", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert _problem_lines(result.stderr) == []
+
+
+@pytest.mark.parametrize(
+    "variable", ["LIVEKIT_URL", "ASSEMBLYAI_BASE_URL"], ids=["livekit", "assemblyai"]
+)
+@pytest.mark.parametrize(
+    "url", ["ws://[::1", "ws://user:pw@127.0.0.1:1", "ws://host:99999", "http://[zz]:1/", "ws://"]
+)
+def test_check_answers_any_url_with_a_problem_line_never_a_traceback(variable, url):
+    env = {
+        "LIVEKIT_URL": "ws://127.0.0.1:9",
+        "LIVEKIT_API_KEY": "APIxxxxxxxx",
+        "LIVEKIT_API_SECRET": "s" * 32,
+        "ASSEMBLYAI_API_KEY": "0" * 32,
+        variable: url,
+    }
+    result = run_cli("check", env=clean_env(**env))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stdout + result.stderr
+    assert f"✗ {variable}:" in result.stdout or f"{variable}:" in result.stdout, result.stdout
