@@ -22,6 +22,7 @@ Requests and results are opaque here; the model-specific work is the `run` calla
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import threading
 import time
@@ -71,8 +72,12 @@ class BatchScheduler(Generic[P, R]):
         self._batches = 0
         self.running = 0  # jobs in the batch being decoded
         self.batch_sizes: Counter[int] = Counter()  # for the benchmarks: how full batches were
+        self._closing = False
         self._thread = threading.Thread(target=self._work, name=name, daemon=True)
         self._thread.start()
+        # A batch still running while the interpreter tears the model down aborts the process
+        # ("terminate called without an active exception"): let it finish first.
+        atexit.register(self.close)
 
     # --- the streams' side (any thread) ---------------------------------------------------
 
@@ -92,6 +97,17 @@ class BatchScheduler(Generic[P, R]):
     def urgent_waiting(self) -> int:
         with self._cv:
             return sum(j.urgent for j in self._queue)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Finish the running batch, cancel what is queued, stop the thread."""
+        with self._cv:
+            self._closing = True
+            for job in self._queue:
+                job.future.cancel()
+            self._queue.clear()
+            self._cv.notify()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout)
 
     def forget(self, stream: int) -> None:
         """A stream has closed: drop its place in the round-robin."""
@@ -130,8 +146,10 @@ class BatchScheduler(Generic[P, R]):
     def _work(self) -> None:
         while True:
             with self._cv:
-                while not self._queue:
+                while not self._queue and not self._closing:
                     self._cv.wait()
+                if self._closing:
+                    return
                 batch = [j for j in self._take() if j.future.set_running_or_notify_cancel()]
                 self._batches += 1
                 for job in batch:
