@@ -1,13 +1,15 @@
-"""Where the kit's latency goes: `python -m benchmarks.breakdown [CLIP...]`.
+"""Where the kit's latency goes: `python -m benchmarks.breakdown [CLIP...] [--noisy]`.
 
 A diagnostic, not part of the benchmark. It runs clips through the kit in real time with
-timestamps hooked onto `stt_agent.engines` internals (the VAD's utterance start and end, every
-decode: when it was asked for, when the decoder thread took it, how long it ran) and splits
+timestamps hooked onto `stt_agent.engines` internals (the VAD's utterance start, every decode:
+when it was asked for, when the model's thread took it in a batch, how long the batch ran) and
+splits
 
-* speech onset -> first interim into: VAD start, waiting for the 1 s of audio an interim
-  needs, queueing behind another decode, decoding, and delivery to the feed;
-* EOS -> final into: the VAD's hang-over, the wait for the decode (speculative or not) and
-  delivery through the session and turn handlers.
+* speech onset -> first interim into: the VAD's start of speech, the wait for the first
+  decodes (two must agree before words are shown), queueing, decoding, delivery;
+* EOS -> final into: the VAD's own end of speech (its last speechy window), the wait for the
+  speculative decode, its queueing and decoding, and whether the turn ended early (Whisper
+  sure the sentence was over) or by the VAD's full silence.
 
 The hooks wrap private functions of stt_agent.engines; when those change, this script says
 so instead of guessing.
@@ -19,27 +21,30 @@ import argparse
 import asyncio
 import contextvars
 import statistics
+import tempfile
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from stt_agent import engines
 from stt_agent.engines import LocalSTT
 
 from .clips import Clip, end_of_speech, load_clips, speech_onset
+from .noisy import noisy_clip
 from .runs import run_kit
 
-_kind: contextvars.ContextVar[str] = contextvars.ContextVar("decode_kind", default="other")
+_kind: contextvars.ContextVar[str] = contextvars.ContextVar("decode_kind", default="final")
 
 
 @dataclass
 class Decode:
-    kind: str  # interim | speculative | final | other
+    kind: str  # interim | speculative | final
     audio_s: float
     asked: float  # wall clock
-    pending_before: int
     started: float = 0.0
     ended: float = 0.0
+    batch: int = 0
 
 
 @dataclass
@@ -57,61 +62,54 @@ def install(trace: Trace) -> None:
     decode, decode_async = engines._decode, engines._decode_async
     stream_cls, utt_cls = engines.LocalSpeechStream, engines._Utterance
 
-    def timed_decode(loaded: Any, audio: Any, **kw: Any) -> Any:
-        entry = trace.active.pop(id(audio), None)
-        if entry is not None:
-            entry.started = time.time()
+    def timed_decode(loaded: Any, requests: Any) -> Any:
+        entries = [trace.active.pop(id(r.audio), None) for r in requests]
+        started = time.time()
         try:
-            return decode(loaded, audio, **kw)
+            return decode(loaded, requests)
         finally:
-            if entry is not None:
-                entry.ended = time.time()
+            ended = time.time()
+            for entry in entries:
+                if entry is not None:
+                    entry.started, entry.ended, entry.batch = started, ended, len(requests)
 
     async def timed_decode_async(loaded: Any, audio: Any, **kw: Any) -> Any:
-        entry = Decode(_kind.get(), audio.size / engines.SAMPLE_RATE, time.time(), loaded.pending)
+        kind = _kind.get()
+        if kw.get("end_confidence"):
+            kind = "speculative"
+        entry = Decode(kind, audio.size / engines.SAMPLE_RATE, time.time())
         trace.decodes.append(entry)
         trace.active[id(audio)] = entry
         return await decode_async(loaded, audio, **kw)
 
-    def tagged(kind: str, method: Any) -> Any:
-        def call(self: Any, *args: Any, **kwargs: Any) -> Any:
-            token = _kind.set(kind)
-            try:
-                return method(self, *args, **kwargs)
-            finally:
-                _kind.reset(token)
+    original_interim = stream_cls._maybe_interim
 
-        return call
+    def maybe_interim(self: Any, *args: Any, **kwargs: Any) -> Any:
+        token = _kind.set("interim")
+        try:
+            return original_interim(self, *args, **kwargs)
+        finally:
+            _kind.reset(token)
 
     original_finalise = stream_cls._finalise
 
     async def finalise(self: Any, loaded: Any, u: Any) -> None:
         marks = trace.utterances.setdefault(u.first_sample, {})
-        marks["vad_end"] = time.time()
+        marks["turn_end"] = time.time()
         marks["speech_end_s"] = (u.first_sample + u.speech_n) / engines.SAMPLE_RATE
-        speculation = u.speculation
-        marks["speculation_used"] = float(
-            speculation is not None and speculation[0] == u.final_end()
-        )
-        token = _kind.set("final")
-        try:
-            await original_finalise(self, loaded, u)
-        finally:
-            _kind.reset(token)
+        marks["silence_s"] = u.silence_s
+        marks["early"] = float(self._turn_over(u))
+        await original_finalise(self, loaded, u)
 
     original_init = utt_cls.__init__
 
     def utterance_init(self: Any, first_sample: int, audio: Any) -> None:
         original_init(self, first_sample, audio)
         trace.utterances.setdefault(first_sample, {})["vad_start"] = time.time()
-        trace.utterances[first_sample]["vad_start_audio_s"] = (
-            first_sample + audio.size
-        ) / engines.SAMPLE_RATE
 
     engines._decode = timed_decode
     engines._decode_async = timed_decode_async
-    stream_cls._maybe_interim = tagged("interim", stream_cls._maybe_interim)
-    stream_cls._maybe_speculate = tagged("speculative", stream_cls._maybe_speculate)
+    stream_cls._maybe_interim = maybe_interim
     stream_cls._finalise = finalise
     utt_cls.__init__ = utterance_init
 
@@ -126,8 +124,8 @@ async def analyse(clips: list[Clip], repeats: int) -> None:
     LocalSTT().prewarm()
     rows: dict[str, list[float]] = {}
 
-    def add(name: str, value: float) -> None:
-        rows.setdefault(name, []).append(value * 1000)
+    def add(name: str, value: float, scale: float = 1000) -> None:
+        rows.setdefault(name, []).append(value * scale)
 
     for _ in range(repeats):
         for clip in clips:
@@ -136,56 +134,62 @@ async def analyse(clips: list[Clip], repeats: int) -> None:
             record = await run_kit(clip, realtime=True)
             t0 = record.first_frame_at or 0.0
             decodes = sorted(trace.decodes, key=lambda d: d.asked)
-            previous_final = 0.0
+            previous_final = previous_end = 0.0
             for event in record.events:
                 if not event.final or event.start is None or event.end is None:
                     continue
                 marks = trace.utterances.get(round(event.start * engines.SAMPLE_RATE), {})
                 eos = end_of_speech(clip, event.start, event.end)
-                onset = speech_onset(clip, event.start)
+                onset = speech_onset(clip, max(event.start, previous_end + 0.3))
+                previous_end = event.end
                 mine = [d for d in decodes if previous_final < d.asked <= event.received_at]
-                interims = [e for e in record.events if not e.final]
                 first = next(
-                    (e for e in interims if previous_final < e.received_at < event.received_at),
+                    (
+                        e
+                        for e in record.events
+                        if not e.final and previous_final < e.received_at < event.received_at
+                    ),
                     None,
                 )
                 previous_final = event.received_at
+                interims = [d for d in mine if d.kind == "interim" and d.ended]
                 if onset is not None and "vad_start" in marks:
                     onset_wall = t0 + onset
                     add("onset -> VAD start of speech", marks["vad_start"] - onset_wall)
-                    first_interim = next((d for d in mine if d.kind == "interim"), None)
-                    if first_interim is not None and first_interim.ended:
+                    if interims:
                         add(
-                            "VAD start -> interim decode asked",
-                            first_interim.asked - marks["vad_start"],
+                            "VAD start -> 1st interim decode asked",
+                            interims[0].asked - marks["vad_start"],
                         )
-                        add("  audio in that first interim (s*1000)", first_interim.audio_s)
-                        add("interim decode queued", first_interim.started - first_interim.asked)
-                        add("interim decode ran", first_interim.ended - first_interim.started)
-                        if first is not None:
-                            add(
-                                "interim decoded -> in the feed",
-                                first.received_at - first_interim.ended,
-                            )
+                        add("interim decode queued", interims[0].started - interims[0].asked)
+                        add(
+                            "interim decode ran (its batch)",
+                            interims[0].ended - interims[0].started,
+                        )
+                        add(
+                            "  interim decodes before words shown",
+                            float(
+                                sum(
+                                    d.ended <= (first.received_at if first else 0) for d in interims
+                                )
+                            ),
+                            1,
+                        )
                     if first is not None:
                         add("= onset -> first interim", first.received_at - onset_wall)
-                if eos is not None and "vad_end" in marks:
+                if eos is not None and not eos.clipped and "turn_end" in marks:
                     eos_wall = t0 + eos.at_s
-                    final = next(
-                        (d for d in reversed(mine) if d.kind in ("speculative", "final")), None
-                    )
-                    add("EOS -> VAD end of utterance", marks["vad_end"] - eos_wall)
-                    add("  speculation used (1000 = yes)", marks.get("speculation_used", 0.0))
-                    if final is not None and final.ended:
-                        add("EOS -> final decode asked", final.asked - eos_wall)
-                        add("final decode queued", final.started - final.asked)
-                        add("final decode ran", final.ended - final.started)
-                        add("  audio in final decode (s*1000)", final.audio_s)
-                        add(
-                            "decoded -> final in the feed",
-                            event.received_at - max(final.ended, marks["vad_end"]),
-                        )
-                    add("= EOS -> final", event.received_at - eos_wall)
+                    add("EOS -> VAD's last speech", marks["speech_end_s"] - eos.at_s)
+                    spec = [d for d in mine if d.kind == "speculative" and d.ended]
+                    if spec:
+                        add("EOS -> speculative decode asked", spec[-1].asked - eos_wall)
+                        add("speculative decode queued", spec[-1].started - spec[-1].asked)
+                        add("speculative decode ran (its batch)", spec[-1].ended - spec[-1].started)
+                    add("  silence when the turn ended (ms)", marks["silence_s"])
+                    add("  turns ended early (1000 = all)", marks["early"])
+                    add("EOS -> turn ended", marks["turn_end"] - eos_wall)
+                    add("turn ended -> final in the feed", event.received_at - marks["turn_end"])
+                    add("= EOS -> final (pinned down)", event.received_at - eos_wall)
     print(f"{'step (median over utterances, ms)':44} {'p50':>6} {'n':>4}")
     for name, values in rows.items():
         print(f"{name:44} {_median(values)} {len(values):4d}")
@@ -195,8 +199,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.breakdown")
     parser.add_argument("clips", nargs="*", help="clip names (default: every clip)")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--noisy", action="store_true", help="also their noisy 48 kHz versions")
     args = parser.parse_args()
-    asyncio.run(analyse(load_clips(args.clips or None), args.repeats))
+
+    async def go() -> None:
+        clips = load_clips(args.clips or None)
+        with tempfile.TemporaryDirectory() as tmp:
+            if args.noisy:
+                clips += [await noisy_clip(c, Path(tmp), seed=i) for i, c in enumerate(clips)]
+            await analyse(clips, args.repeats)
+
+    asyncio.run(go())
 
 
 if __name__ == "__main__":

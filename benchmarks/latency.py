@@ -1,9 +1,18 @@
-"""Latencies of real-time runs against the speech in the audio (see `clips.py` for EOS).
+"""Latencies and turn quality of real-time runs, against the speech in the audio (`clips.py`).
 
-* EOS -> final: `u.received_at - (first_frame_at + EOS)`, per final utterance.
+* EOS -> final: `u.received_at - (first_frame_at + EOS)`, per final utterance. Finals whose
+  EOS lies on the search window's edge (speech runs on past it, so the true EOS is unknown
+  and the latency an underestimate) are kept apart: the headline counts only the others,
+  "pinned down".
 * onset -> first interim: the first interim after the previous final, against the first
-  speech frame at or after `u.start - 0.3 s` of the final it leads to. Utterances whose final
-  came before any interim have no sample here (they are counted).
+  speech frame at or after `u.start - 0.3 s` (and after the previous final's end, so the
+  last words of the previous turn are not taken for this one's onset). Utterances whose
+  final came before any interim have no sample here (they are counted).
+* interim revisions: an interim update (or the final that replaces the interims) revises
+  when the words shown before are not a prefix of the words shown after (the flicker a
+  reader sees), normalised so case and punctuation do not count.
+* turns cut mid-sentence: `scoring.mid_sentence_cuts` on the run's finals, with the pause the
+  speaker actually made there (from the clean audio) kept beside each cut.
 """
 
 from __future__ import annotations
@@ -12,8 +21,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .clips import end_of_speech, speech_onset
+from .clips import FRAME_S, end_of_speech, speech_onset
 from .runs import RunRecord
+from .scoring import mid_sentence_cuts, normalise
 
 
 @dataclass
@@ -24,22 +34,35 @@ class Latencies:
     finals: int = 0
     without_interim: int = 0
     untimed: int = 0  # finals with no audio span or no speech in it
-    eos_clipped: int = 0  # speech ran to the end of the search window (noise floor > threshold)
+    eos_clipped: int = 0  # speech ran to the end of the search window
+    interim_updates: int = 0  # interim events and finals that replaced interims
+    interim_revisions: int = 0
+    cuts: int = 0  # finals ending where the reference's sentence goes on
+    cut_pauses_s: list[float] = field(default_factory=list)  # the speaker's pause at each cut
+    cut_where: list[str] = field(default_factory=list)
 
     def extend(self, other: Latencies) -> None:
-        self.eos_to_final_ms += other.eos_to_final_ms
-        self.eos_clipped_flags += other.eos_clipped_flags
-        self.first_interim_ms += other.first_interim_ms
-        self.finals += other.finals
-        self.without_interim += other.without_interim
-        self.untimed += other.untimed
-        self.eos_clipped += other.eos_clipped
+        for name, value in vars(other).items():
+            setattr(self, name, getattr(self, name) + value)
 
     @property
-    def eos_to_final_unclipped_ms(self) -> list[float]:
+    def eos_to_final_pinned_ms(self) -> list[float]:
         """Only the finals whose EOS the audio pins down (see `clips.end_of_speech`)."""
         pairs = zip(self.eos_to_final_ms, self.eos_clipped_flags, strict=True)
         return [v for v, clipped in pairs if not clipped]
+
+
+def _pause_after(record: RunRecord, at_s: float) -> float:
+    """Seconds of non-speech in the clip after `at_s` (to the next speech frame or the end)."""
+    speech = record.clip.speech
+    first = min(speech.size, int(np.ceil(at_s / FRAME_S)))
+    hits = np.flatnonzero(speech[first:])
+    return (speech.size - first if hits.size == 0 else int(hits[0])) * FRAME_S
+
+
+def _revises(before: str, after: str) -> bool:
+    old, new = normalise(before).split(), normalise(after).split()
+    return new[: len(old)] != old
 
 
 def measure(record: RunRecord) -> Latencies:
@@ -48,28 +71,49 @@ def measure(record: RunRecord) -> Latencies:
     out = Latencies()
     t0 = record.first_frame_at
     first_interim = None
+    shown = None  # the interim text on screen
+    previous_end = 0.0
     for event in record.events:
         if not event.final:
             if first_interim is None:
                 first_interim = event
+            if shown is not None:
+                out.interim_updates += 1
+                out.interim_revisions += _revises(shown, event.text)
+            shown = event.text
             continue
         out.finals += 1
-        u, interim, first_interim = event, first_interim, None
+        if shown is not None:
+            out.interim_updates += 1
+            out.interim_revisions += _revises(shown, event.text)
+        u, interim, first_interim, shown = event, first_interim, None, None
         if u.start is None or u.end is None or u.end <= u.start:
             out.untimed += 1
             continue
         eos = end_of_speech(record.clip, u.start, u.end)
+        onset = speech_onset(record.clip, max(u.start, previous_end + 0.3))
+        previous_end = u.end
         if eos is None:
             out.untimed += 1
             continue
         out.eos_clipped += eos.clipped
         out.eos_clipped_flags.append(eos.clipped)
         out.eos_to_final_ms.append((u.received_at - (t0 + eos.at_s)) * 1000)
-        onset = speech_onset(record.clip, u.start)
         if interim is None or onset is None:
             out.without_interim += 1
         else:
             out.first_interim_ms.append((interim.received_at - (t0 + onset)) * 1000)
+    finals = record.finals
+    cuts = mid_sentence_cuts(record.clip.base_name, record.clip.reference, [u.text for u in finals])
+    words = [u for u in finals if normalise(u.text)]
+    where = iter(cuts.where)
+    for u, cut in zip(words, cuts.mid_sentence, strict=True):
+        if cut:
+            out.cuts += 1
+            out.cut_where.append(next(where))
+            end = u.end if u.end is not None else 0.0
+            eos = end_of_speech(record.clip, u.start or 0.0, end)
+            out.cut_pauses_s.append(_pause_after(record, eos.at_s if eos else end))
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import typing
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -10,11 +11,29 @@ import aiohttp
 from livekit.agents import utils
 from livekit.agents.types import NOT_GIVEN
 from livekit.plugins import assemblyai
+from livekit.plugins.assemblyai import stt as _plugin
 
 if TYPE_CHECKING:
     from .config import Settings
 
-__all__ = ["AssemblyAISTT", "make_assemblyai_stt"]
+__all__ = ["MODES", "SPEECH_MODELS", "U3_PRO_MODELS", "AssemblyAISTT", "make_assemblyai_stt"]
+
+
+def _literal(annotation: Any) -> tuple[str, ...]:
+    """The strings of a `Literal[...]`, also inside `NotGivenOr[Literal[...]]`."""
+    if typing.get_origin(annotation) is typing.Literal:
+        return typing.get_args(annotation)
+    return tuple(v for arg in typing.get_args(annotation) for v in _literal(arg))
+
+
+# What the installed plugin offers, read from it so the settings check stays current:
+# Universal-Streaming English and multilingual, and the Universal-3 Pro family.
+_OPTIONS = typing.get_type_hints(_plugin.STTOptions)
+SPEECH_MODELS: tuple[str, ...] = _literal(_OPTIONS["speech_model"])
+MODES: tuple[str, ...] = _literal(_OPTIONS["mode"])  # latency / accuracy presets, U3 Pro only
+U3_PRO_MODELS: tuple[str, ...] = tuple(getattr(_plugin, "_U3_PRO_MODELS", ())) or tuple(
+    m for m in SPEECH_MODELS if "3" in m
+)
 
 
 class AssemblyAISTT(assemblyai.STT):
@@ -62,6 +81,7 @@ def make_assemblyai_stt(settings: Settings) -> AssemblyAISTT:
         )
     min_silence = settings.assemblyai_min_turn_silence_ms
     max_silence = settings.assemblyai_max_turn_silence_ms
+    confidence = settings.assemblyai_end_of_turn_confidence
     return AssemblyAISTT(
         api_key=settings.assemblyai_api_key.reveal(),
         base_url=settings.assemblyai_base_url,
@@ -69,5 +89,11 @@ def make_assemblyai_stt(settings: Settings) -> AssemblyAISTT:
         format_turns=settings.assemblyai_format_turns,
         min_turn_silence=NOT_GIVEN if min_silence is None else min_silence,
         max_turn_silence=NOT_GIVEN if max_silence is None else max_silence,
+        end_of_turn_confidence_threshold=NOT_GIVEN if confidence is None else confidence,
         keyterms_prompt=list(settings.assemblyai_keyterms) or NOT_GIVEN,
+        # Universal-3 Pro only (the plugin refuses them with other models; `check` says so)
+        mode=settings.assemblyai_mode or NOT_GIVEN,  # type: ignore[arg-type]
+        language_codes=list(settings.assemblyai_languages) or NOT_GIVEN,
+        # Speaker labels ("A", "B", ...) arrive on each transcript's `speaker_id`.
+        speaker_labels=settings.assemblyai_speaker_labels or NOT_GIVEN,
     )

@@ -42,6 +42,10 @@ ENV_VARS: dict[str, str] = {
     "ASSEMBLYAI_MIN_TURN_SILENCE_MS": "assemblyai_min_turn_silence_ms",
     "ASSEMBLYAI_MAX_TURN_SILENCE_MS": "assemblyai_max_turn_silence_ms",
     "ASSEMBLYAI_KEYTERMS": "assemblyai_keyterms",
+    "ASSEMBLYAI_END_OF_TURN_CONFIDENCE": "assemblyai_end_of_turn_confidence",
+    "ASSEMBLYAI_MODE": "assemblyai_mode",
+    "ASSEMBLYAI_LANGUAGES": "assemblyai_languages",
+    "ASSEMBLYAI_SPEAKER_LABELS": "assemblyai_speaker_labels",
     "STT_AGENT_ENGINE": "engine_choice",
     "STT_AGENT_LOCAL_MODEL": "local_model",
     "STT_AGENT_AGENT_NAME": "agent_name",
@@ -118,6 +122,12 @@ class Settings:
     assemblyai_min_turn_silence_ms: int | None = None
     assemblyai_max_turn_silence_ms: int | None = None
     assemblyai_keyterms: tuple[str, ...] = ()
+    # Universal-Streaming models: how sure the end-of-turn model must be (plugin default 0.4).
+    assemblyai_end_of_turn_confidence: float | None = None
+    # Universal-3 Pro models: min_latency | balanced | max_accuracy, and languages to steer to.
+    assemblyai_mode: str = ""
+    assemblyai_languages: tuple[str, ...] = ()
+    assemblyai_speaker_labels: bool = False
     engine_choice: str = "auto"
     local_model: str = "tiny.en"
     agent_name: str = ""
@@ -261,6 +271,7 @@ class Settings:
                     "paste your key from the AssemblyAI dashboard, or set STT_AGENT_ENGINE=local.",
                 )
             )
+        found += self._assemblyai_model_problems()
         parsed = _parse_url(self.assemblyai_base_url)
         if (
             parsed is None
@@ -274,6 +285,51 @@ class Settings:
                     "ASSEMBLYAI_BASE_URL",
                     f"{self.assemblyai_base_url!r} is not a streaming endpoint.",
                     "use wss://streaming.assemblyai.com (or wss://streaming.eu.assemblyai.com).",
+                )
+            )
+        return found
+
+    def _assemblyai_model_problems(self) -> list[Problem]:
+        """Model and options against what the installed plugin offers."""
+        from .assemblyai import MODES, SPEECH_MODELS, U3_PRO_MODELS
+
+        model, found = self.assemblyai_speech_model, []
+        if model not in SPEECH_MODELS:
+            return [
+                Problem(
+                    "ASSEMBLYAI_SPEECH_MODEL",
+                    f"{model!r} is not a speech model the AssemblyAI plugin offers.",
+                    f"use one of {', '.join(SPEECH_MODELS)}.",
+                )
+            ]
+        u3_pro = model in U3_PRO_MODELS or model == "u3-pro"
+        for var, value in (
+            ("ASSEMBLYAI_MODE", self.assemblyai_mode),
+            ("ASSEMBLYAI_LANGUAGES", ",".join(self.assemblyai_languages)),
+        ):
+            if value and not u3_pro:
+                found.append(
+                    Problem(
+                        var,
+                        f"only works with the Universal-3 Pro models, not {model}.",
+                        f"set ASSEMBLYAI_SPEECH_MODEL to {U3_PRO_MODELS[-1]} or unset {var}.",
+                    )
+                )
+        if self.assemblyai_mode and self.assemblyai_mode not in MODES:
+            found.append(
+                Problem(
+                    "ASSEMBLYAI_MODE",
+                    f"{self.assemblyai_mode!r} is not a mode.",
+                    f"use {', '.join(MODES)}.",
+                )
+            )
+        confidence = self.assemblyai_end_of_turn_confidence
+        if confidence is not None and not 0.0 <= confidence <= 1.0:  # NaN: not a number
+            found.append(
+                Problem(
+                    "ASSEMBLYAI_END_OF_TURN_CONFIDENCE",
+                    "is not a probability between 0 and 1.",
+                    "use a number such as 0.4 (the service's default).",
                 )
             )
         return found
@@ -450,13 +506,18 @@ def _parse_url(url: str) -> ParseResult | None:
 def _convert(attr: str, text: str) -> object:
     if attr in _SECRET_FIELDS:
         return Secret(text)
-    if attr == "assemblyai_format_turns":
+    if attr in ("assemblyai_format_turns", "assemblyai_speaker_labels"):
         return text.strip().lower() not in ("0", "false", "no", "off")
+    if attr == "assemblyai_end_of_turn_confidence":
+        try:
+            return float(text)
+        except ValueError:
+            return float("nan")  # reported by problems(), not silently ignored
     if attr in ("assemblyai_min_turn_silence_ms", "assemblyai_max_turn_silence_ms", "max_streams"):
         try:
             return int(text)
         except ValueError:
             return None
-    if attr == "assemblyai_keyterms":
+    if attr in ("assemblyai_keyterms", "assemblyai_languages"):
         return tuple(t.strip() for t in text.split(",") if t.strip())
     return text
