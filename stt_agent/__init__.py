@@ -10,10 +10,18 @@ from . import (
     samples,
 )
 from .agent import Transcriber, build_server, entrypoint, make_session
-from .audio import ArraySource, AudioSource, AudioSourceError, FileSource
+from .audio import ArraySource, AudioSource, FileSource
 from .config import Secret, Settings, load_settings
 from .credentials_form import CredentialsForm
 from .engines import LocalSTT, make_stt
+from .errors import (
+    AudioSourceError,
+    ConfigError,
+    EngineError,
+    ModelError,
+    RoomError,
+    SttAgentError,
+)
 from .feed import MetricsEvent, TranscriptFeed, Utterance
 from .handlers import TurnHandlers, append_jsonl, keyword_alert, redact, words_per_minute
 from .local import transcribe, transcribe_file
@@ -30,16 +38,21 @@ __all__ = [
     "ArraySource",
     "AudioSource",
     "AudioSourceError",
+    "ConfigError",
     "CredentialsForm",
+    "EngineError",
     "FileSource",
     "LocalSTT",
     "MetricsEvent",
     "MicWidget",
     "MicrophoneError",
+    "ModelError",
+    "RoomError",
     "RoomSession",
     "Secret",
     "Settings",
     "StatusView",
+    "SttAgentError",
     "Transcriber",
     "TranscriptFeed",
     "TranscriptView",

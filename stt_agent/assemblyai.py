@@ -13,6 +13,8 @@ from livekit.agents.types import NOT_GIVEN
 from livekit.plugins import assemblyai
 from livekit.plugins.assemblyai import stt as _plugin
 
+from .errors import ConfigError
+
 if TYPE_CHECKING:
     from .config import Settings
 
@@ -75,7 +77,7 @@ def make_assemblyai_stt(settings: Settings) -> AssemblyAISTT:
     turn ends where the service's own end-of-turn model (and the silence thresholds here) say.
     """
     if not settings.assemblyai_api_key:
-        raise ValueError(
+        raise ConfigError(
             "ASSEMBLYAI_API_KEY is not set: add it to .env (see notebooks/02_credentials) "
             "or use the local engine"
         )

@@ -21,6 +21,7 @@ import numpy as np
 from livekit import rtc
 from livekit.agents.voice import io
 
+from .errors import AudioSourceError
 from .progress import RunProgress
 
 __all__ = [
@@ -47,15 +48,6 @@ DEFAULT_TRAILING_SILENCE_S = 1.0
 # and at least this much for a streaming service, whose turn silence is its own (seconds).
 MAX_TAIL_S = 30.0
 SERVICE_TAIL_MIN_S = 1.5
-
-
-class AudioSourceError(Exception):
-    """A file that cannot be used, with a message that names it and says what is wrong."""
-
-    def __init__(self, source: str, problem: str) -> None:
-        super().__init__(f"{source}: {problem}")
-        self.source = source
-        self.problem = problem
 
 
 @runtime_checkable

@@ -61,6 +61,7 @@ from livekit.plugins import silero
 
 from .audio import SAMPLE_RATE
 from .batching import BatchScheduler, Job
+from .errors import ConfigError, ModelError
 from .progress import RunProgress, current_progress
 
 if TYPE_CHECKING:
@@ -87,10 +88,6 @@ BUNDLED_MODEL_NAME = "tiny.en"
 _PROGRESS_AFTER_S = 0.5
 _HOP = 160  # samples per mel frame: 100 frames a second
 _MAX_FRAMES = 3000  # Whisper's 30 s window
-
-
-class ModelError(RuntimeError):
-    """The local model cannot be loaded; the message says why and what to do."""
 
 
 # --- model loading: once per process ---------------------------------------------------------
@@ -932,5 +929,5 @@ def make_stt(settings: Settings, *, engine: str | None = None) -> stt.STT:
 
         return make_assemblyai_stt(settings)
     if chosen != "local":
-        raise ValueError(f"unknown engine {chosen!r}: use 'local' or 'assemblyai'")
+        raise ConfigError(f"unknown engine {chosen!r}: use 'local' or 'assemblyai'")
     return LocalSTT(model=settings.local_model)

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from .feed import Utterance
+from .scrub import describe
 
 __all__ = [
     "HandlerStats",
@@ -171,7 +172,7 @@ class TurnHandlers:
                         )
                     self._record(utterance, name, message, timeout=True)
                 elif outcome.error is not None:
-                    self._record(utterance, name, f"{name}: {_describe(outcome.error)}")
+                    self._record(utterance, name, f"{name}: {describe(outcome.error)}")
                 else:
                     try:
                         _apply(utterance, outcome.value)
@@ -419,11 +420,6 @@ def _apply(utterance: Utterance, result: Any) -> None:
 def _kind(value: Any) -> str:
     name = type(value).__name__
     return f"an {name}" if name[:1].lower() in "aeiou" else f"a {name}"
-
-
-def _describe(error: BaseException) -> str:
-    text = str(error).split("\n", 1)[0]
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def _name_of(fn: Callable[..., Any]) -> str:

@@ -19,6 +19,7 @@ from .assemblyai import AssemblyAISTT
 from .audio import AudioSource, SourceAudioInput, as_source
 from .config import Settings, load_settings
 from .engines import LocalSTT, load_vad, make_stt
+from .errors import EngineError
 from .feed import TranscriptFeed, Utterance
 from .handlers import TurnHandlers
 from .observer import TurnObserver
@@ -29,10 +30,6 @@ __all__ = ["EngineError", "LocalRun", "transcribe", "transcribe_file"]
 
 # How long `request_stop` lets the turns already heard finish before the session closes.
 _STOP_DRAIN_S = 2.0
-
-
-class EngineError(RuntimeError):
-    """The speech engine failed for good (a refused key, an endpoint that stopped answering)."""
 
 
 def describe_engine(stt: lk_stt.STT[Any]) -> str:

@@ -11,7 +11,6 @@ out of every repr, str and error message (it is needed by the room page, see `sh
 
 from __future__ import annotations
 
-import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -21,6 +20,8 @@ import aiohttp
 from livekit import api
 
 from .config import Settings
+from .errors import ConfigError, RoomError
+from .scrub import scrub
 
 __all__ = [
     "MIN_TOKEN_TTL",
@@ -39,12 +40,7 @@ PLAYGROUND_URL = "https://agents-playground.livekit.io/"
 # Read by the playground's ConfigProvider from the hash (livekit/agents-playground
 # src/hooks/useConfig.tsx): microphone on, camera/video off, audio out on.
 _PLAYGROUND_HASH = "#cam=0&mic=1&video=0&audio=1&chat=0&theme_color=cyan"
-_JWT = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]*")
 _API_TIMEOUT_S = 10.0
-
-
-class RoomError(RuntimeError):
-    """The LiveKit server could not be reached or refused a request; never holds secrets."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +82,7 @@ def _require_livekit(settings: Settings) -> None:
         reason = "; ".join(str(p) for p in blocking) or (
             "LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET are not all set"
         )
-        raise ValueError(f"room mode needs a LiveKit server: {reason}")
+        raise ConfigError(f"room mode needs a LiveKit server: {reason}")
 
 
 def mint_user_token(
@@ -102,12 +98,12 @@ def mint_user_token(
     10 minutes; keep it short, since the token is embedded in the room page.
     """
     if ttl < MIN_TOKEN_TTL:
-        raise ValueError(
+        raise ConfigError(
             f"ttl must be at least {MIN_TOKEN_TTL.total_seconds() / 60:.0f} minutes, "
             f"got {ttl.total_seconds() / 60:g}"
         )
     if not room:
-        raise ValueError("room must be a non-empty room name")
+        raise ConfigError("room must be a non-empty room name")
     _require_livekit(settings)
     grants = api.VideoGrants(room_join=True, room=room, can_publish=True, can_subscribe=True)
     token = (
@@ -185,7 +181,7 @@ async def open_room(
 
 
 def _clean(text: str) -> str:
-    return _JWT.sub("<token>", text.split("\n", 1)[0])
+    return scrub(text)
 
 
 def show_room(session: RoomSession, *, width: str = "100%", height: str = "110px") -> None:

@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import time
 from collections import deque
 from collections.abc import Callable
@@ -29,12 +28,14 @@ from livekit.agents import stt as lk_stt
 from .audio import as_source
 from .config import Settings, load_settings
 from .engines import LocalSTT, make_stt
+from .errors import ConfigError
 from .feed import TranscriptFeed, Utterance
 from .handlers import Handler, TurnHandlers
 from .local import LocalRun
 from .multi_user import transcribe_room
 from .progress import RunProgress
 from .progress_bar import follow, wants_bar
+from .scrub import describe, scrub
 from .worker_load import DEFAULT_MAX_STREAMS, LOAD_THRESHOLD, StreamLoad
 
 __all__ = ["AgentHandle", "AgentStatus", "start_agent", "start_local"]
@@ -42,7 +43,6 @@ __all__ = ["AgentHandle", "AgentStatus", "start_agent", "start_local"]
 State = Literal["starting", "registered", "in_job", "running", "finished", "stopped", "error"]
 _STOP_TIMEOUT_S = 4.0
 _LOG_HISTORY = 300
-_JWT = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]+")
 _current: AgentHandle | None = None
 
 
@@ -249,7 +249,7 @@ async def start_local(
         except asyncio.CancelledError:
             raise
         except Exception as e:
-            handle._set_status(state="error", error=_describe(e))
+            handle._set_status(state="error", error=describe(e))
         finally:
             if bar is not None:
                 bar.cancel()
@@ -277,7 +277,7 @@ async def start_agent(
         reason = "; ".join(str(p) for p in blocking) or (
             "LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET are not all set"
         )
-        raise ValueError(f"room mode needs a LiveKit server: {reason}")
+        raise ConfigError(f"room mode needs a LiveKit server: {reason}")
     handle = AgentHandle("room", feed if feed is not None else TranscriptFeed())
     await _replace_current(handle)
     worker = _RoomWorker(
@@ -325,7 +325,7 @@ class _RoomWorker:
             raise
         except Exception as e:
             if self.handle.status.state != "error":
-                self.handle._set_status(state="error", error=_describe(e))
+                self.handle._set_status(state="error", error=describe(e))
         finally:
             self._restore()
 
@@ -371,7 +371,7 @@ class _RoomWorker:
                 state="registered",
                 room=None,
                 participants=(),
-                error=f"job in {room_name}: {_describe(e)}",
+                error=f"job in {room_name}: {describe(e)}",
             )
             raise
 
@@ -421,9 +421,7 @@ class _HandleLogHandler(logging.Handler):
         except Exception:
             line = f"{record.levelname} {record.name}: {record.msg}"
         # Drop tracebacks (client errors print request headers) and anything token-like.
-        line = _JWT.sub("<token>", line.split("\nTraceback", 1)[0])
-        for secret in self._secrets:
-            line = line.replace(secret, "<secret>")
+        line = scrub(line, self._secrets)
         self.worker.handle._log(line)
         error = getattr(record, "error", None)
         if getattr(error, "status", None) in (401, 403):
@@ -436,10 +434,3 @@ class _HandleLogHandler(logging.Handler):
             self.worker.handle._set_status(
                 detail=f"cannot reach {self.worker.settings.livekit_url}, retrying…"
             )
-
-
-def _describe(e: BaseException) -> str:
-    """A one-line reason without request headers or tokens."""
-    text = str(e).split("\n", 1)[0]
-    text = _JWT.sub("<token>", text)
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -31,13 +30,13 @@ from dataclasses import dataclass
 from livekit import rtc
 
 from .audio import SAMPLE_RATE, as_source
+from .errors import RoomError
+from .scrub import scrub
 
 __all__ = ["PlayStats", "ScheduledFrame", "SpeakerError", "VirtualSpeaker"]
 
-_JWT = re.compile(r"eyJ[\w-]+\.[\w-]+\.[\w-]*")
 
-
-class SpeakerError(RuntimeError):
+class SpeakerError(RoomError):
     """The speaker could not join or publish; the message never holds the token."""
 
 
@@ -143,7 +142,7 @@ class VirtualSpeaker:
             ) from None
         except Exception as e:
             await room.disconnect()
-            reason = _JWT.sub("<token>", str(e).split("\n", 1)[0]) or type(e).__name__
+            reason = scrub(str(e)) or type(e).__name__
             raise SpeakerError(
                 f"{self.identity} could not join a room on {url} ({type(e).__name__}: {reason}); "
                 "joining needs a running LiveKit server and a valid, unexpired token"
