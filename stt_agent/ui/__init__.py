@@ -1,0 +1,1 @@
+"""Notebook UI: the transcript and status views, the microphone widget, the credentials form."""
