@@ -12,7 +12,7 @@ from . import (
 from .agent import Transcriber, build_server, entrypoint, make_session
 from .audio import ArraySource, AudioSource, FileSource
 from .config import Secret, Settings, load_settings
-from .credentials_form import CredentialsForm
+from .ui.credentials_form import CredentialsForm
 from .engines import LocalSTT, make_stt
 from .errors import (
     AudioSourceError,
