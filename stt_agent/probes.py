@@ -33,6 +33,11 @@ class ProbeResult:
         return f"{'ok  ' if self.ok else 'FAIL'} {self.service}: {self.message}"
 
 
+def _first_problem(settings: Settings, *prefixes: str) -> str | None:
+    """The first variable the probe needs that has a problem: asking with it proves nothing."""
+    return next((p.variable for p in settings.problems() if p.variable.startswith(prefixes)), None)
+
+
 def _http_url(url: str) -> str:
     parts = urlparse(url)
     scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
@@ -46,8 +51,8 @@ async def probe_livekit(settings: Settings, timeout_s: float = DEFAULT_TIMEOUT_S
     service = "LiveKit server"
     if not settings.has_livekit:
         return ProbeResult(service, False, "not configured (local mode needs no server)", False)
-    if any(p.variable == "LIVEKIT_URL" for p in settings.problems()):
-        return ProbeResult(service, False, "not tried: LIVEKIT_URL has to be fixed first")
+    if blocked := _first_problem(settings, "LIVEKIT_"):
+        return ProbeResult(service, False, f"not tried: {blocked} has to be fixed first")
     url = _http_url(settings.livekit_url)
     try:
         with warnings.catch_warnings():
@@ -90,8 +95,8 @@ async def probe_assemblyai(settings: Settings, timeout_s: float = DEFAULT_TIMEOU
     if not settings.assemblyai_api_key:
         message = "no ASSEMBLYAI_API_KEY (the local engine is used)"
         return ProbeResult(service, False, message, False)
-    if any(p.variable == "ASSEMBLYAI_BASE_URL" for p in settings.problems()):
-        return ProbeResult(service, False, "not tried: ASSEMBLYAI_BASE_URL has to be fixed first")
+    if blocked := _first_problem(settings, "ASSEMBLYAI_API_KEY", "ASSEMBLYAI_BASE_URL"):
+        return ProbeResult(service, False, f"not tried: {blocked} has to be fixed first")
     headers = {"Authorization": settings.assemblyai_api_key.reveal()}
     url = settings.assemblyai_base_url
     try:

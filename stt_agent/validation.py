@@ -67,6 +67,11 @@ class Problem:
         return f"{self.variable}: {self.message} Fix: {self.fix}"
 
 
+def _shown(value: str, limit: int = 60) -> str:
+    """A value as a problem quotes it: repr (control characters visible), cut short."""
+    return repr(value) if len(value) <= limit else repr(value[:limit]) + f"… ({len(value)} chars)"
+
+
 def parse_url(url: str) -> ParseResult | None:
     """The URL's parts, or None when Python's own parser (or its host/port reading) refuses it,
     or it holds characters no address has (spaces, control characters)."""
@@ -162,7 +167,7 @@ def livekit_problems(settings: Settings) -> list[Problem]:
 def _livekit_url_problems(url: str) -> list[Problem]:
     parsed = parse_url(url)
     if parsed is None:
-        message = f"{url!r} is not a valid URL (a bracket, port or character out of place)."
+        message = f"{_shown(url)} is not a valid URL (a bracket, port or character out of place)."
         return [Problem("LIVEKIT_URL", message, _LIVEKIT_URL_FIX)]
     if parsed.username or parsed.password:
         return [
@@ -178,13 +183,13 @@ def _livekit_url_problems(url: str) -> list[Problem]:
         return [
             Problem(
                 "LIVEKIT_URL",
-                f"{url!r} still holds the placeholder from .env.example.",
+                f"{_shown(url)} still holds the placeholder from .env.example.",
                 "replace <project> with your project's name from the LiveKit dashboard, "
                 "or use ws://localhost:7880 for `livekit-server --dev`.",
             )
         ]
     if parsed.scheme not in ("ws", "wss", "http", "https") or not parsed.hostname:
-        message = f"{url!r} is not a LiveKit server address."
+        message = f"{_shown(url)} is not a LiveKit server address."
         return [Problem("LIVEKIT_URL", message, _LIVEKIT_URL_FIX)]
     return []
 
@@ -213,7 +218,7 @@ def _assemblyai_problems(settings: Settings, skip: set[str]) -> list[Problem]:
         found.append(
             Problem(
                 "ASSEMBLYAI_BASE_URL",
-                f"{settings.assemblyai_base_url!r} is not a streaming endpoint.",
+                f"{_shown(settings.assemblyai_base_url)} is not a streaming endpoint.",
                 "use wss://streaming.assemblyai.com (or wss://streaming.eu.assemblyai.com).",
             )
         )
@@ -226,19 +231,20 @@ def _assemblyai_model_problems(settings: Settings) -> list[Problem]:
 
     model, found = settings.assemblyai_speech_model, []
     if model not in SPEECH_MODELS:
-        return [
+        # Which options fit which model cannot be said of an unknown model: that check waits.
+        found.append(
             Problem(
                 "ASSEMBLYAI_SPEECH_MODEL",
-                f"{model!r} is not a speech model the AssemblyAI plugin offers.",
+                f"{_shown(model)} is not a speech model the AssemblyAI plugin offers.",
                 f"use one of {', '.join(SPEECH_MODELS)}.",
             )
-        ]
+        )
     u3_pro = model in U3_PRO_MODELS or model == "u3-pro"
     for var, value in (
         ("ASSEMBLYAI_MODE", settings.assemblyai_mode),
         ("ASSEMBLYAI_LANGUAGES", ",".join(settings.assemblyai_languages)),
     ):
-        if value and not u3_pro:
+        if value and not u3_pro and model in SPEECH_MODELS:
             found.append(
                 Problem(
                     var,
@@ -250,7 +256,7 @@ def _assemblyai_model_problems(settings: Settings) -> list[Problem]:
         found.append(
             Problem(
                 "ASSEMBLYAI_MODE",
-                f"{settings.assemblyai_mode!r} is not a mode.",
+                f"{_shown(settings.assemblyai_mode)} is not a mode.",
                 f"use {', '.join(MODES)}.",
             )
         )
@@ -275,7 +281,7 @@ def _kit_problems(settings: Settings, skip: set[str]) -> list[Problem]:
         found.append(
             Problem(
                 "STT_AGENT_ENGINE",
-                f"{engine!r} is not an engine.",
+                f"{_shown(engine)} is not an engine.",
                 "use auto, local or assemblyai.",
             )
         )
@@ -283,7 +289,7 @@ def _kit_problems(settings: Settings, skip: set[str]) -> list[Problem]:
         found.append(
             Problem(
                 "STT_AGENT_LOCAL_MODEL",
-                f"{settings.local_model[:80]!r} is neither a faster-whisper model name, a "
+                f"{_shown(settings.local_model)} is neither a faster-whisper model name, a "
                 "Hugging Face repository (owner/name) nor an existing folder.",
                 "use a name such as tiny.en, base.en or small, or the folder of a "
                 "CTranslate2 model; unset it for the bundled tiny.en.",
