@@ -18,6 +18,8 @@ from pathlib import Path
 
 from dotenv import dotenv_values, set_key, unset_key
 
+from .errors import ConfigError
+
 __all__ = [
     "GitIgnoreStatus",
     "default_env_path",
@@ -27,6 +29,7 @@ __all__ = [
     "repo_root",
     "write_env_file",
 ]
+
 
 def _is_root(folder: Path) -> bool:
     return (folder / ".git").exists() or (folder / "pyproject.toml").is_file()
@@ -74,6 +77,13 @@ def write_env_file(
     is made 0600 first, before any secret goes in: a secret is never readable by other users,
     not even for a moment. Returns (variables written, variables removed).
     """
+    for name, value in values.items():
+        if value is not None and "${" in value:
+            # python-dotenv expands ${NAME} when reading, even inside single quotes.
+            raise ConfigError(
+                f"{name}: a value holding '${{' would be read back changed (it is how a .env "
+                "refers to another variable); check what was pasted"
+            )
     target = Path(os.path.realpath(Path(path).expanduser()))
     target.parent.mkdir(parents=True, exist_ok=True)
     # O_CREAT's mode only applies to a new file and umask narrows it; fchmod covers both.
