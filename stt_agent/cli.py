@@ -20,11 +20,15 @@ import sys
 import warnings
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._launch import EXIT_INTERRUPTED, interrupted_while_importing
 from .config import Secret, Settings, load_settings
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .audio import FileSource
+    from .feed import Utterance
 
 __all__ = ["main"]
 
@@ -201,7 +205,7 @@ def _transcribe(args: argparse.Namespace) -> int:
         print(f"stt-agent: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
-    sources = []
+    sources: list[FileSource] = []
     status = 0
     for name in args.files:
         try:
@@ -214,14 +218,16 @@ def _transcribe(args: argparse.Namespace) -> int:
     return status
 
 
-async def _transcribe_sources(sources: list, settings: object, args: argparse.Namespace) -> int:
+async def _transcribe_sources(
+    sources: list[FileSource], settings: Settings, args: argparse.Namespace
+) -> int:
     from .audio import AudioSourceError
     from .engines import ModelError, make_stt
     from .feed import TranscriptFeed, Utterance
     from .local import EngineError, transcribe
 
     try:
-        stt = make_stt(settings, engine=args.engine)  # type: ignore[arg-type]
+        stt = make_stt(settings, engine=args.engine)
     except (ModelError, ValueError) as e:
         print(f"stt-agent: {e}", file=sys.stderr)
         return 1
@@ -234,7 +240,9 @@ async def _transcribe_sources(sources: list, settings: object, args: argparse.Na
             feed = TranscriptFeed()
             run = asyncio.ensure_future(transcribe(source, stt=stt, feed=feed))
 
-            def show(event: object, name: str = source.name, run: asyncio.Future = run) -> None:
+            def show(
+                event: object, name: str = source.name, run: asyncio.Future[Any] = run
+            ) -> None:
                 nonlocal stdout_gone
                 if not (isinstance(event, Utterance) and event.final) or stdout_gone:
                     return
@@ -270,17 +278,17 @@ async def _transcribe_sources(sources: list, settings: object, args: argparse.Na
     return status
 
 
-def _print_utterance(u: object, name: str, *, as_json: bool, with_name: bool) -> None:
-    start, end, latency = u.start, u.end, u.latency_s  # type: ignore[attr-defined]
+def _print_utterance(u: Utterance, name: str, *, as_json: bool, with_name: bool) -> None:
+    start, end, latency = u.start, u.end, u.latency_s
     if as_json:
         record = {
             "file": name,
-            "text": u.text,  # type: ignore[attr-defined]
+            "text": u.text,
             "start": None if start is None else round(start, 3),
             "end": None if end is None else round(end, 3),
             "latency_ms": None if latency is None else round(latency * 1000),
-            "participant": u.participant,  # type: ignore[attr-defined]
-            "annotations": u.annotations,  # type: ignore[attr-defined]
+            "participant": u.participant,
+            "annotations": u.annotations,
         }
         # \u escapes rather than '?' where the terminal cannot show the characters
         _emit(json.dumps(record, ensure_ascii=not _stdout_takes("█é"), default=repr))
@@ -288,7 +296,7 @@ def _print_utterance(u: object, name: str, *, as_json: bool, with_name: bool) ->
     arrow = "→" if _stdout_takes("→") else "->"
     when = f"[{start:6.2f} {arrow} {end:6.2f}] " if start is not None and end is not None else ""
     prefix = f"{Path(name).name} " if with_name else ""
-    _emit(f"{prefix}{when}{u.text}")  # type: ignore[attr-defined]
+    _emit(f"{prefix}{when}{u.text}")
 
 
 def _emit(line: str) -> None:
