@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from stt_agent.config import ENV_VARS, Secret, Settings, find_env_file, load_settings
+from stt_agent.config import ENV_VARS, Secret, Settings, load_settings
+from stt_agent.envfile import find_env_file
 from tests.cli import run_cli
 
 LK_TRIO = {
