@@ -27,7 +27,7 @@ from .envfile import find_env_file
 from .errors import ConfigError
 from .validation import Problem
 
-__all__ = ["ENV_VARS", "MissingSettingsFile", "Secret", "Settings", "load_settings"]
+__all__ = ["ENV_VARS", "MissingSettingsFile", "Secret", "Settings", "in_colab", "load_settings"]
 
 Engine = Literal["local", "assemblyai"]
 
@@ -213,8 +213,13 @@ class Settings:
                 env[var] = ",".join(value) if isinstance(value, tuple) else str(value)
 
 
+def in_colab() -> bool:
+    """Whether this runs in Google Colab, whose secrets panel replaces the `.env` file."""
+    return "google.colab" in sys.modules  # Colab's kernel imports it; nothing else does
+
+
 def _colab_secrets(names: list[str]) -> dict[str, str]:
-    if "google.colab" not in sys.modules:
+    if not in_colab():
         return {}
     try:
         from google.colab import userdata

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import html
 import os
-import sys
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import ipywidgets as widgets
 from dotenv import dotenv_values
 
+from .. import config
 from ..check import PROBE_TIMEOUT_S, CheckReport, check_settings
 from ..envfile import default_env_path, file_mode, write_env_file
 from ..errors import ConfigError
@@ -44,10 +44,6 @@ _PLACEHOLDERS = {
 _KEPT = "saved in the file: leave empty to keep it"
 
 
-def _in_colab() -> bool:
-    return "google.colab" in sys.modules
-
-
 # ipywidgets ships no type information, so its classes are `Any` to mypy.
 class CredentialsForm(widgets.VBox):  # type: ignore[misc]
     """Text and password fields for the tutorial's keys, Save (writes `.env`, mode 0600) and
@@ -69,7 +65,7 @@ class CredentialsForm(widgets.VBox):  # type: ignore[misc]
         target = Path(env_file).expanduser() if env_file is not None else default_env_path()
         self.path = (target / ".env" if target.is_dir() else target).resolve()
         self.timeout_s = timeout_s
-        self.in_colab = _in_colab() if in_colab is None else in_colab
+        self.in_colab = config.in_colab() if in_colab is None else in_colab
         self.last_report: CheckReport | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         try:
