@@ -30,7 +30,7 @@ import numpy as np
 import traitlets
 from livekit import rtc
 
-from .audio import (
+from ..audio import (
     _FRAME_SAMPLES,
     DEFAULT_TRAILING_SILENCE_S,
     SAMPLE_RATE,

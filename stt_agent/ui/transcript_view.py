@@ -25,10 +25,10 @@ import ipywidgets as widgets
 from IPython import get_ipython
 from IPython.display import display, update_display
 
-from .feed import FeedEvent, TranscriptFeed, Utterance
+from ..feed import FeedEvent, TranscriptFeed, Utterance
 
 if TYPE_CHECKING:
-    from .runtime import AgentHandle, AgentStatus
+    from ..runtime import AgentHandle, AgentStatus
 
 __all__ = ["StatusView", "TranscriptView"]
 
