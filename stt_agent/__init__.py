@@ -30,7 +30,8 @@ from .rooms import RoomSession, mint_user_token, open_room, playground_url, show
 from .runtime import AgentHandle, AgentStatus, start_agent, start_local
 from .speaker import VirtualSpeaker
 from .ui.mic import MicrophoneError, MicWidget
-from .ui.transcript_view import StatusView, TranscriptView
+from .ui.status_view import StatusView
+from .ui.transcript_view import TranscriptView
 
 __all__ = [
     "AgentHandle",
