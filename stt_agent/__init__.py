@@ -23,7 +23,8 @@ from .errors import (
     SttAgentError,
 )
 from .feed import MetricsEvent, TranscriptFeed, Utterance
-from .handlers import TurnHandlers, append_jsonl, keyword_alert, redact, words_per_minute
+from .handler_examples import append_jsonl, keyword_alert, redact, words_per_minute
+from .handlers import TurnHandlers
 from .local import transcribe, transcribe_file
 from .probes import usable_engine
 from .rooms import RoomSession, mint_user_token, open_room, playground_url, show_room
