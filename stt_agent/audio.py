@@ -3,7 +3,8 @@
 Every source becomes a stream of 16 kHz mono 16-bit `rtc.AudioFrame`s, which is what
 `AgentSession.input.audio` consumes. Files are decoded incrementally, a chunk at a time in a
 worker thread, so a one-hour recording never sits in memory whole and the kernel's event
-loop keeps running while it decodes.
+loop keeps running while it decodes. How a session reads a source (at the recogniser's pace,
+then listening to silence until the last turn is closed) is `audio_input.SourceAudioInput`.
 """
 
 from __future__ import annotations
