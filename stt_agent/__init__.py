@@ -22,16 +22,18 @@ from .errors import (
     SttAgentError,
 )
 from .feed import MetricsEvent, TranscriptFeed, Utterance
-from .handlers import TurnHandlers, append_jsonl, keyword_alert, redact, words_per_minute
+from .handler_examples import append_jsonl, keyword_alert, redact, words_per_minute
+from .handlers import TurnHandlers
 from .local import transcribe, transcribe_file
-from .mic import MicrophoneError, MicWidget
 from .probes import usable_engine
 from .rooms import RoomSession, mint_user_token, open_room, playground_url, show_room
 from .runtime import AgentHandle, AgentStatus, start_agent, start_local
 from .speaker import VirtualSpeaker
 from .sync import run_sync
 from .ui.credentials_form import CredentialsForm
-from .widgets import StatusView, TranscriptView
+from .ui.mic import MicrophoneError, MicWidget
+from .ui.status_view import StatusView
+from .ui.transcript_view import TranscriptView
 
 __all__ = [
     "AgentHandle",

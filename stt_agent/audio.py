@@ -3,7 +3,8 @@
 Every source becomes a stream of 16 kHz mono 16-bit `rtc.AudioFrame`s, which is what
 `AgentSession.input.audio` consumes. Files are decoded incrementally, a chunk at a time in a
 worker thread, so a one-hour recording never sits in memory whole and the kernel's event
-loop keeps running while it decodes.
+loop keeps running while it decodes. How a session reads a source (at the recogniser's pace,
+then listening to silence until the last turn is closed) is `audio_input.SourceAudioInput`.
 """
 
 from __future__ import annotations
@@ -19,35 +20,32 @@ from typing import Protocol, runtime_checkable
 import av
 import numpy as np
 from livekit import rtc
-from livekit.agents.voice import io
 
 from .errors import AudioSourceError
-from .progress import RunProgress
 
 __all__ = [
+    "DEFAULT_TRAILING_SILENCE_S",
     "FRAME_MS",
+    "FRAME_SAMPLES",
     "SAMPLE_RATE",
     "ArraySource",
     "AudioSource",
     "AudioSourceError",
     "FileSource",
-    "SourceAudioInput",
     "as_source",
+    "decode_pcm",
     "probe",
+    "to_frames",
 ]
 
 SAMPLE_RATE = 16_000
 FRAME_MS = 20
-_FRAME_SAMPLES = SAMPLE_RATE * FRAME_MS // 1000
+FRAME_SAMPLES = SAMPLE_RATE * FRAME_MS // 1000
 # How much audio one trip to the decoding thread produces: big enough to amortise the hop,
 # small enough that memory stays flat and the first frame comes quickly.
 _DECODE_CHUNK_S = 0.5
 # Silence appended after the last sample so the VAD sees the end of the last utterance.
 DEFAULT_TRAILING_SILENCE_S = 1.0
-# After the source: at most this much more silence while the recogniser closes the last turn,
-# and at least this much for a streaming service, whose turn silence is its own (seconds).
-MAX_TAIL_S = 30.0
-SERVICE_TAIL_MIN_S = 1.5
 
 
 @runtime_checkable
@@ -132,7 +130,7 @@ def _ffmpeg_reason(e: av.FFmpegError) -> str:
     return (getattr(e, "strerror", None) or str(e)).rstrip(".").lower()
 
 
-def _decode_pcm(path: Path, info: AudioInfo) -> Iterator[np.ndarray]:
+def decode_pcm(path: Path, info: AudioInfo) -> Iterator[np.ndarray]:
     """int16 mono 16 kHz chunks of about `_DECODE_CHUNK_S` seconds, streamed from the file."""
     resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
     target = int(_DECODE_CHUNK_S * SAMPLE_RATE)
@@ -176,20 +174,20 @@ def _decode_pcm(path: Path, info: AudioInfo) -> Iterator[np.ndarray]:
         )
 
 
-def _to_frames(pcm: np.ndarray, carry: np.ndarray) -> tuple[list[rtc.AudioFrame], np.ndarray]:
+def to_frames(pcm: np.ndarray, carry: np.ndarray) -> tuple[list[rtc.AudioFrame], np.ndarray]:
     """Cut int16 samples into 20 ms frames; the remainder is carried to the next call."""
     data = np.concatenate([carry, pcm]) if carry.size else pcm
-    n_full = data.size // _FRAME_SAMPLES
+    n_full = data.size // FRAME_SAMPLES
     frames = [
         rtc.AudioFrame(
-            data=data[i * _FRAME_SAMPLES : (i + 1) * _FRAME_SAMPLES].tobytes(),
+            data=data[i * FRAME_SAMPLES : (i + 1) * FRAME_SAMPLES].tobytes(),
             sample_rate=SAMPLE_RATE,
             num_channels=1,
-            samples_per_channel=_FRAME_SAMPLES,
+            samples_per_channel=FRAME_SAMPLES,
         )
         for i in range(n_full)
     ]
-    return frames, data[n_full * _FRAME_SAMPLES :]
+    return frames, data[n_full * FRAME_SAMPLES :]
 
 
 class _PacedSource:
@@ -224,12 +222,12 @@ class _PacedSource:
                 n += chunk.size
                 yield chunk
             # Pad to a whole frame so the last one is paced like every other.
-            tail = silence_n + (-(n + silence_n)) % _FRAME_SAMPLES
+            tail = silence_n + (-(n + silence_n)) % FRAME_SAMPLES
             if tail:
                 yield np.zeros(tail, dtype=np.int16)
 
         async for chunk in all_chunks():
-            frames, carry = _to_frames(chunk, carry)
+            frames, carry = to_frames(chunk, carry)
             for frame in frames:
                 if self.first_frame_at is None:
                     self.first_frame_at = time.time()
@@ -260,13 +258,12 @@ class FileSource(_PacedSource):
         self.info = probe(path)  # fail at construction, before any session starts
 
     async def _chunks(self) -> AsyncIterator[np.ndarray]:
-        decoder = _decode_pcm(self.path, self.info)
-        done = object()
+        decoder = decode_pcm(self.path, self.info)
         while True:
-            chunk = await asyncio.to_thread(next, decoder, done)
-            if chunk is done:
+            chunk = await asyncio.to_thread(next, decoder, None)  # None: the file is done
+            if chunk is None:
                 return
-            yield chunk  # type: ignore[misc]
+            yield chunk
 
     def __repr__(self) -> str:
         return f"FileSource({self.name!r}, realtime={self.realtime})"
@@ -341,85 +338,3 @@ def as_source(
         f"cannot use {type(source).__name__} as audio: pass a file path, a NumPy array, "
         "or a MicWidget"
     )
-
-
-class SourceAudioInput(io.AudioInput):
-    """LiveKit's own extension point for session audio, fed from an `AudioSource`.
-
-    It is the source's side of the run's `RunProgress`: it counts what it hands over, waits
-    when the recogniser is behind (backpressure), and after the source's last frame keeps
-    "listening" to silence until the recogniser has answered all the speech it was given, as
-    a microphone left open would. When that is over, iteration ends and `progress.source_done`
-    is set; a source that fails is remembered in `error`, after its intact part went through.
-    """
-
-    def __init__(self, source: AudioSource, progress: RunProgress) -> None:
-        super().__init__(label=f"stt_agent:{source.name}")
-        self.source_ = source
-        self.progress = progress
-        self.error: BaseException | None = None
-        self._stop = asyncio.Event()
-        self._frames = self._run()
-
-    def stop(self) -> None:
-        """Hand over nothing more (a stop request): the current frame is the last."""
-        self._stop.set()
-        self.progress.touch()
-
-    async def __anext__(self) -> rtc.AudioFrame:
-        return await self._frames.__anext__()
-
-    async def _run(self) -> AsyncIterator[rtc.AudioFrame]:
-        progress = self.progress
-        try:
-            async for frame in self.source_.frames():
-                while not progress.wants_more_audio() and not self._stop.is_set():
-                    await progress.changed(timeout=1.0)
-                if self._stop.is_set():
-                    return
-                progress.fed += frame.samples_per_channel
-                progress.peak_backlog = max(progress.peak_backlog, progress.fed - progress.heard)
-                progress.touch()
-                yield frame
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:
-            # Not raised here: the audio before the break is still recognised, then the run
-            # reports the error.
-            self.error = e
-        if not self._stop.is_set():
-            async for frame in self._listening_tail():
-                progress.fed += frame.samples_per_channel
-                progress.touch()
-                yield frame
-        progress.source_done = True
-        progress.touch()
-
-    async def _listening_tail(self) -> AsyncIterator[rtc.AudioFrame]:
-        """Silence until the recogniser has closed the last utterance (bounded in audio)."""
-        progress = self.progress
-        fed = 0
-        started = time.monotonic()
-        while fed < MAX_TAIL_S * SAMPLE_RATE and not self._stop.is_set():
-            if progress.exact:
-                # Let the VAD catch up with what it has, then see whether speech is still open.
-                while progress.heard < progress.fed - _FRAME_SAMPLES * 2 and not (
-                    self._stop.is_set() or progress.verdict().state == "stalled"
-                ):
-                    await progress.changed(timeout=1.0)
-                if not progress.speech_open:
-                    return
-            elif (
-                fed >= SERVICE_TAIL_MIN_S * SAMPLE_RATE
-                # our VAD has listened to everything sent, so it knows what is owed
-                and progress.heard >= progress.at_stt - 2 * _FRAME_SAMPLES
-                and not (progress.owes_answer or progress.turns_open)
-            ):
-                return
-            else:
-                # A streaming service hears audio at the speed it is spoken.
-                delay = started + fed / SAMPLE_RATE - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            fed += _FRAME_SAMPLES
-            yield rtc.AudioFrame.create(SAMPLE_RATE, 1, _FRAME_SAMPLES)

@@ -16,7 +16,8 @@ from livekit.agents import stt as lk_stt
 
 from .agent import Transcriber, make_session
 from .assemblyai import AssemblyAISTT
-from .audio import AudioSource, SourceAudioInput, as_source
+from .audio import AudioSource, as_source
+from .audio_input import SourceAudioInput
 from .config import Settings, load_settings
 from .engines import LocalSTT, load_vad, make_stt
 from .errors import EngineError

@@ -32,10 +32,10 @@ from stt_agent.audio import (
     AudioSource,
     AudioSourceError,
     FileSource,
-    SourceAudioInput,
     as_source,
     probe,
 )
+from stt_agent.audio_input import SourceAudioInput
 from stt_agent.progress import MAX_UNHEARD_S, RunProgress
 
 SPEECH = Path(__file__).resolve().parents[1].parent / "shared" / "speech"  # when present

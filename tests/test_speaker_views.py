@@ -7,7 +7,7 @@ import re
 
 from stt_agent import StatusView, TranscriptFeed, TranscriptView, Utterance
 from stt_agent.runtime import AgentHandle
-from stt_agent.widgets import speaker_colour
+from stt_agent.ui.speakers import speaker_colour
 
 
 def _said(feed: TranscriptFeed, who: str, text: str, start: float, final: bool = True) -> None:

@@ -30,13 +30,8 @@ import numpy as np
 import traitlets
 from livekit import rtc
 
-from .audio import (
-    _FRAME_SAMPLES,
-    DEFAULT_TRAILING_SILENCE_S,
-    SAMPLE_RATE,
-    AudioSourceError,
-    _to_frames,
-)
+from ..audio import DEFAULT_TRAILING_SILENCE_S, FRAME_SAMPLES, SAMPLE_RATE, to_frames
+from ..errors import AudioSourceError
 
 __all__ = ["MicWidget", "MicrophoneError"]
 
@@ -228,7 +223,7 @@ class MicWidget(anywidget.AnyWidget):
                 pcm, arrived = item
                 received += pcm.size
                 self._clock.append((received, arrived))
-                frames, carry = _to_frames(pcm, carry)
+                frames, carry = to_frames(pcm, carry)
                 for frame in frames:
                     if self.first_frame_at is None:
                         self.first_frame_at = time.time()
@@ -236,8 +231,8 @@ class MicWidget(anywidget.AnyWidget):
                     yield frame
             # Silence after the last word, so the VAD closes the last utterance.
             silence = int(self.trailing_silence_s * SAMPLE_RATE)
-            tail = silence + (-(carry.size + silence)) % _FRAME_SAMPLES
-            frames, _ = _to_frames(np.zeros(tail, dtype=np.int16), carry)
+            tail = silence + (-(carry.size + silence)) % FRAME_SAMPLES
+            frames, _ = to_frames(np.zeros(tail, dtype=np.int16), carry)
             for frame in frames:
                 self.samples_sent += frame.samples_per_channel
                 yield frame
