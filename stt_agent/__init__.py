@@ -12,7 +12,6 @@ from . import (
 from .agent import Transcriber, build_server, entrypoint, make_session
 from .audio import ArraySource, AudioSource, FileSource
 from .config import Secret, Settings, load_settings
-from .credentials_form import CredentialsForm
 from .engines import LocalSTT, make_stt
 from .errors import (
     AudioSourceError,
@@ -30,6 +29,8 @@ from .probes import usable_engine
 from .rooms import RoomSession, mint_user_token, open_room, playground_url, show_room
 from .runtime import AgentHandle, AgentStatus, start_agent, start_local
 from .speaker import VirtualSpeaker
+from .sync import run_sync
+from .ui.credentials_form import CredentialsForm
 from .ui.mic import MicrophoneError, MicWidget
 from .ui.status_view import StatusView
 from .ui.transcript_view import TranscriptView
@@ -72,6 +73,7 @@ __all__ = [
     "open_room",
     "playground_url",
     "redact",
+    "run_sync",
     "samples",
     "show_room",
     "start_agent",
