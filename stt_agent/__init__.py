@@ -27,9 +27,9 @@ from .handlers import TurnHandlers, append_jsonl, keyword_alert, redact, words_p
 from .local import transcribe, transcribe_file
 from .mic import MicrophoneError, MicWidget
 from .probes import usable_engine
-from .rooms import RoomSession, mint_user_token, open_room, playground_url, show_room
-from .runtime import AgentHandle, AgentStatus, start_agent, start_local
-from .speaker import VirtualSpeaker
+from .room.rooms import RoomSession, mint_user_token, open_room, playground_url, show_room
+from .room.speaker import VirtualSpeaker
+from .room.worker import AgentHandle, AgentStatus, start_agent, start_local
 from .widgets import StatusView, TranscriptView
 
 __all__ = [

@@ -6,7 +6,7 @@ import json
 import re
 
 from stt_agent import StatusView, TranscriptFeed, TranscriptView, Utterance
-from stt_agent.runtime import AgentHandle
+from stt_agent.room.worker import AgentHandle
 from stt_agent.widgets import speaker_colour
 
 

@@ -27,13 +27,13 @@ from livekit.agents import AgentSession, AutoSubscribe, JobContext, room_io
 from livekit.agents import stt as lk_stt
 from livekit.agents.types import ATTRIBUTE_PUBLISH_ON_BEHALF
 
-from .agent import Transcriber, make_session
-from .config import Settings
-from .engines import LocalSTT, make_stt
-from .feed import TranscriptFeed
-from .handlers import TurnHandlers
-from .observer import TurnObserver
-from .progress import RunProgress, current_progress
+from ..agent import Transcriber, make_session
+from ..config import Settings
+from ..engines import LocalSTT, make_stt
+from ..feed import TranscriptFeed
+from ..handlers import TurnHandlers
+from ..observer import TurnObserver
+from ..progress import RunProgress, current_progress
 from .worker_load import StreamLoad
 
 __all__ = ["MultiUserTranscriber", "new_transcriber", "transcribe_room"]

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 
 from livekit import rtc
 
-from .audio import SAMPLE_RATE, as_source
-from .errors import RoomError
-from .scrub import scrub
+from ..audio import SAMPLE_RATE, as_source
+from ..errors import RoomError
+from ..scrub import scrub
 
 __all__ = ["PlayStats", "ScheduledFrame", "SpeakerError", "VirtualSpeaker"]
 

@@ -25,17 +25,17 @@ from typing import Any, Literal
 from livekit.agents import AgentServer, JobContext, JobExecutorType
 from livekit.agents import stt as lk_stt
 
-from .audio import as_source
-from .config import Settings, load_settings
-from .engines import LocalSTT, make_stt
-from .errors import ConfigError
-from .feed import TranscriptFeed, Utterance
-from .handlers import Handler, TurnHandlers
-from .local import LocalRun
+from ..audio import as_source
+from ..config import Settings, load_settings
+from ..engines import LocalSTT, make_stt
+from ..errors import ConfigError
+from ..feed import TranscriptFeed, Utterance
+from ..handlers import Handler, TurnHandlers
+from ..local import LocalRun
+from ..progress import RunProgress
+from ..progress_bar import follow, wants_bar
+from ..scrub import describe, scrub
 from .multi_user import transcribe_room
-from .progress import RunProgress
-from .progress_bar import follow, wants_bar
-from .scrub import describe, scrub
 from .worker_load import DEFAULT_MAX_STREAMS, LOAD_THRESHOLD, StreamLoad
 
 __all__ = ["AgentHandle", "AgentStatus", "start_agent", "start_local"]

@@ -19,9 +19,9 @@ from html import escape
 import aiohttp
 from livekit import api
 
-from .config import Settings
-from .errors import ConfigError, RoomError
-from .scrub import scrub
+from ..config import Settings
+from ..errors import ConfigError, RoomError
+from ..scrub import scrub
 
 __all__ = [
     "MIN_TOKEN_TTL",
