@@ -23,13 +23,15 @@ from .errors import (
     SttAgentError,
 )
 from .feed import MetricsEvent, TranscriptFeed, Utterance
+from .handle import AgentHandle, AgentStatus
 from .handlers import TurnHandlers, append_jsonl, keyword_alert, redact, words_per_minute
 from .local import transcribe, transcribe_file
+from .local_agent import start_local
 from .mic import MicrophoneError, MicWidget
 from .probes import usable_engine
 from .room.rooms import RoomSession, mint_user_token, open_room, playground_url, show_room
 from .room.speaker import VirtualSpeaker
-from .room.worker import AgentHandle, AgentStatus, start_agent, start_local
+from .room.worker import start_agent
 from .widgets import StatusView, TranscriptView
 
 __all__ = [

@@ -22,6 +22,7 @@ from livekit import api
 from ..config import Settings
 from ..errors import ConfigError, RoomError
 from ..scrub import scrub
+from .guard import require_livekit
 
 __all__ = [
     "MIN_TOKEN_TTL",
@@ -76,15 +77,6 @@ class RoomSession:
         )
 
 
-def _require_livekit(settings: Settings) -> None:
-    blocking = [p for p in settings.problems() if p.blocking and p.variable.startswith("LIVEKIT")]
-    if not settings.has_livekit or blocking:
-        reason = "; ".join(str(p) for p in blocking) or (
-            "LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET are not all set"
-        )
-        raise ConfigError(f"room mode needs a LiveKit server: {reason}")
-
-
 def mint_user_token(
     settings: Settings,
     room: str,
@@ -104,7 +96,7 @@ def mint_user_token(
         )
     if not room:
         raise ConfigError("room must be a non-empty room name")
-    _require_livekit(settings)
+    require_livekit(settings)
     grants = api.VideoGrants(room_join=True, room=room, can_publish=True, can_subscribe=True)
     token = (
         api.AccessToken(settings.livekit_api_key, settings.livekit_api_secret.reveal())
@@ -131,7 +123,7 @@ async def open_room(
     a name is dispatched automatically by LiveKit into every new room, so nothing is sent.
     Raises `RoomError` when the server cannot be reached or refuses the key.
     """
-    _require_livekit(settings)
+    require_livekit(settings)
     room = room or f"stt-agent-{uuid.uuid4().hex[:8]}"
     agent_name = settings.agent_name if agent_name is None else agent_name
     identity = identity or f"user-{uuid.uuid4().hex[:8]}"
