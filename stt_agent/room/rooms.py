@@ -149,16 +149,16 @@ async def open_room(
         if e.status in (401, 403):
             raise RoomError(
                 f"the LiveKit server at {url} refused the API key/secret "
-                f"(HTTP {e.status}, {_clean(e.message)}): check LIVEKIT_API_KEY and "
+                f"(HTTP {e.status}, {scrub(e.message)}): check LIVEKIT_API_KEY and "
                 "LIVEKIT_API_SECRET belong to this server"
             ) from None
         raise RoomError(
-            f"could not {step} on {url}: HTTP {e.status} {e.code}: {_clean(e.message)}"
+            f"could not {step} on {url}: HTTP {e.status} {e.code}: {scrub(e.message)}"
         ) from None
     except (aiohttp.ClientError, TimeoutError, OSError) as e:
         raise RoomError(
             f"cannot reach the LiveKit server at {url} to {step} "
-            f"({_clean(str(e)) or type(e).__name__}): is LIVEKIT_URL right and the server up?"
+            f"({scrub(str(e)) or type(e).__name__}): is LIVEKIT_URL right and the server up?"
         ) from None
     finally:
         await lkapi.aclose()
@@ -170,10 +170,6 @@ async def open_room(
         dispatch_id=dispatch_id,
         _token=token,
     )
-
-
-def _clean(text: str) -> str:
-    return scrub(text)
 
 
 def show_room(session: RoomSession, *, width: str = "100%", height: str = "110px") -> None:
