@@ -42,10 +42,11 @@ async def start_local(
     `handle = await stt_agent.start_local("talk.wav")`, then
     `stt_agent.TranscriptView(handle.feed)` shows the words as they are spoken.
     """
+    # Arguments that cannot work raise here, before the running agent is replaced.
     audio = as_source(source, realtime=realtime, sample_rate=sample_rate)
-    handle = await new_handle("local", feed)
     recogniser = stt if stt is not None else make_stt(settings or load_settings(), engine=engine)
     owns_recogniser = stt is None  # close what we opened (HTTP sessions), never the caller's
+    handle = await new_handle("local", feed)
     run = LocalRun(source=audio, stt=recogniser, feed=handle.feed, handlers=handle.handlers)
     handle.progress = run.progress
     # Created here, in the cell that started the run, so a notebook shows it under that cell.

@@ -159,6 +159,15 @@ async def test_starting_again_stops_the_previous_agent(jfk, local_stt):
     assert current_agent() is None
 
 
+async def test_a_start_that_cannot_work_leaves_the_running_agent_alone(jfk, local_stt):
+    first = await stt_agent.start_local(jfk, realtime=True, stt=local_stt)
+    await first.wait_ready(timeout=10)
+    with pytest.raises(stt_agent.ConfigError, match="unknown engine 'nope'"):
+        await stt_agent.start_local(jfk, engine="nope")
+    assert first.running and current_agent() is first
+    await first.stop()
+
+
 async def test_a_failed_start_raises_the_kits_own_error(jfk, tmp_path):
     # an empty folder is not a CTranslate2 model: loading fails without any network
     handle = await stt_agent.start_local(jfk, stt=LocalSTT(model=str(tmp_path)))
