@@ -208,11 +208,16 @@ class AgentHandle:
         self._task, self._stopper = task, stopper
 
     def report(self, **changes: Unpack[StatusChanges]) -> None:
-        """Change the status; a stopped agent stays stopped whatever a late event says."""
+        """Change the status. A stopped agent stays stopped, and keeps saying why, whatever a
+        late event from a job thread says (it may still say who left)."""
 
         def apply() -> None:
-            if self._status.state == "stopped" and changes.get("state", "stopped") != "stopped":
-                return  # a late job event must not resurrect a stopped agent
+            if self._status.state == "stopped":
+                if changes.get("state", "stopped") != "stopped":
+                    return  # a late job event must not resurrect a stopped agent
+                if "state" not in changes:
+                    changes.pop("detail", None)
+                    changes.pop("error", None)
             self._status = replace(self._status, since=time.time(), **changes)
             if self._status.state in _READY:
                 self._ready.set()
