@@ -22,13 +22,15 @@ from .errors import (
     SttAgentError,
 )
 from .feed import MetricsEvent, TranscriptFeed, Utterance
+from .handle import AgentHandle, AgentStatus
 from .handler_examples import append_jsonl, keyword_alert, redact, words_per_minute
 from .handlers import TurnHandlers
 from .local import transcribe, transcribe_file
+from .local_agent import start_local
 from .probes import usable_engine
-from .rooms import RoomSession, mint_user_token, open_room, playground_url, show_room
-from .runtime import AgentHandle, AgentStatus, start_agent, start_local
-from .speaker import VirtualSpeaker
+from .room.rooms import RoomSession, mint_user_token, open_room, playground_url, show_room
+from .room.speaker import VirtualSpeaker
+from .room.worker import start_agent
 from .sync import run_sync
 from .ui.credentials_form import CredentialsForm
 from .ui.mic import MicrophoneError, MicWidget

@@ -18,7 +18,7 @@ from .saved_copy import ReadableAfterwards
 from .speakers import speaker_label
 
 if TYPE_CHECKING:
-    from ..runtime import AgentHandle, AgentStatus
+    from ..handle import AgentHandle, AgentStatus
 
 __all__ = ["StatusView"]
 
