@@ -22,6 +22,7 @@ import numpy as np
 from livekit import rtc
 
 from .errors import AudioSourceError
+from .pacing import Pacer, with_trailing_silence
 
 __all__ = [
     "DEFAULT_TRAILING_SILENCE_S",
@@ -196,11 +197,25 @@ class _PacedSource:
     name: str
 
     def __init__(self, *, realtime: bool, trailing_silence_s: float) -> None:
-        self.realtime = realtime
         self.trailing_silence_s = trailing_silence_s
         self.samples_sent = 0
         self.finished = False
-        self.first_frame_at: float | None = None  # wall clock; lets latency use audio time
+        # On the wall clock: latencies are measured against it.
+        self._pacer = Pacer(realtime=realtime, clock=time.time)
+
+    @property
+    def realtime(self) -> bool:
+        """Paced as it would be spoken; a local run turns it on for streaming services."""
+        return self._pacer.realtime
+
+    @realtime.setter
+    def realtime(self, value: bool) -> None:
+        self._pacer.realtime = value
+
+    @property
+    def first_frame_at(self) -> float | None:
+        """Wall-clock time of the first frame; lets latency use audio time."""
+        return self._pacer.start
 
     async def _chunks(self) -> AsyncIterator[np.ndarray]:
         raise NotImplementedError
@@ -208,35 +223,21 @@ class _PacedSource:
 
     def wall_time_of(self, audio_s: float) -> float | None:
         """Wall-clock time at which the sample at `audio_s` was handed on (real time only)."""
-        if self.first_frame_at is None or not self.realtime:
-            return None
-        return self.first_frame_at + audio_s
+        return self._pacer.wall_time_of(audio_s)
 
     async def frames(self) -> AsyncIterator[rtc.AudioFrame]:
         carry = np.zeros(0, dtype=np.int16)
-        silence_n = int(self.trailing_silence_s * SAMPLE_RATE)
-
-        async def all_chunks() -> AsyncIterator[np.ndarray]:
-            n = 0
-            async for chunk in self._chunks():
-                n += chunk.size
-                yield chunk
-            # Pad to a whole frame so the last one is paced like every other.
-            tail = silence_n + (-(n + silence_n)) % FRAME_SAMPLES
-            if tail:
-                yield np.zeros(tail, dtype=np.int16)
-
-        async for chunk in all_chunks():
+        chunks = with_trailing_silence(
+            self._chunks(),
+            self.trailing_silence_s,
+            sample_rate=SAMPLE_RATE,
+            frame_samples=FRAME_SAMPLES,
+        )
+        async for chunk in chunks:
             frames, carry = to_frames(chunk, carry)
             for frame in frames:
-                if self.first_frame_at is None:
-                    self.first_frame_at = time.time()
-                if self.realtime:
-                    # Sleep until this frame's own time: drift-free pacing, as a microphone would.
-                    due = self.first_frame_at + self.samples_sent / SAMPLE_RATE
-                    delay = due - time.time()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
+                # Each frame at its own time, as a microphone would (`realtime`).
+                await self._pacer.wait(self.samples_sent / SAMPLE_RATE)
                 self.samples_sent += frame.samples_per_channel
                 yield frame
         self.finished = True

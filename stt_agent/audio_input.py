@@ -7,13 +7,13 @@ one reads a source (`stt_agent.audio`) and shares the run's `RunProgress` with t
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 
 from livekit import rtc
 from livekit.agents.voice import io
 
 from .audio import FRAME_SAMPLES, SAMPLE_RATE, AudioSource
+from .pacing import Pacer
 from .progress import RunProgress
 
 __all__ = ["MAX_TAIL_S", "SERVICE_TAIL_MIN_S", "SourceAudioInput"]
@@ -80,7 +80,7 @@ class SourceAudioInput(io.AudioInput):
         """Silence until the recogniser has closed the last utterance (bounded in audio)."""
         progress = self.progress
         fed = 0
-        started = time.monotonic()
+        pacer = Pacer()
         while fed < MAX_TAIL_S * SAMPLE_RATE and not self._stop.is_set():
             if progress.exact:
                 # Let the VAD catch up with what it has, then see whether speech is still open.
@@ -99,8 +99,6 @@ class SourceAudioInput(io.AudioInput):
                 return
             else:
                 # A streaming service hears audio at the speed it is spoken.
-                delay = started + fed / SAMPLE_RATE - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
+                await pacer.wait(fed / SAMPLE_RATE)
             fed += FRAME_SAMPLES
             yield rtc.AudioFrame.create(SAMPLE_RATE, 1, FRAME_SAMPLES)

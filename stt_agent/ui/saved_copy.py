@@ -15,7 +15,6 @@ outputs are separate frames that the rule cannot reach, the copy is left out.
 
 from __future__ import annotations
 
-import sys
 import uuid
 import weakref
 from typing import Any
@@ -23,6 +22,8 @@ from typing import Any
 import ipywidgets as widgets
 from IPython import get_ipython
 from IPython.display import display, update_display
+
+from ..config import in_colab
 
 __all__ = ["ReadableAfterwards"]
 
@@ -61,7 +62,7 @@ class ReadableAfterwards:
         live["text/plain"] = f"{type(self).__name__} (a live widget; a saved copy follows)"
         # IPython.display's functions carry no annotations, hence the ignores on their calls.
         display(live, raw=True)  # type: ignore[no-untyped-call]  # unannotated IPython
-        if "google.colab" in sys.modules:
+        if in_colab():  # its outputs are separate frames the hiding rule cannot reach
             return
         if self._display_id is None:
             self._display_id = f"stt-agent-{uuid.uuid4().hex}"
