@@ -31,6 +31,7 @@ from typing import Any, Literal, TypedDict, Unpack
 from .errors import EngineError, RoomError, SttAgentError
 from .feed import TranscriptFeed, Utterance
 from .handlers import Handler, TurnHandlers
+from .loops import call_on
 from .progress import RunProgress
 from .scrub import describe
 
@@ -244,14 +245,7 @@ class AgentHandle:
         self._on_loop(lambda: self.logs.append(line))
 
     def _on_loop(self, fn: Callable[[], None]) -> None:
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is self._loop:
-            fn()
-        elif not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(fn)
+        call_on(self._loop, fn)
 
 
 class _OneAgent:
