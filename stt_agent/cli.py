@@ -237,7 +237,8 @@ def _transcribe(args: argparse.Namespace) -> int:
 
 async def _transcribe_sources(sources: list, settings: object, args: argparse.Namespace) -> int:
     from .audio import AudioSourceError
-    from .engines import ModelError, make_stt
+    from .engines import make_stt
+    from .errors import ModelError
     from .feed import TranscriptFeed, Utterance
     from .local import EngineError, transcribe
 

@@ -291,7 +291,7 @@ class Settings:
 
     def _assemblyai_model_problems(self) -> list[Problem]:
         """Model and options against what the installed plugin offers."""
-        from .assemblyai import MODES, SPEECH_MODELS, U3_PRO_MODELS
+        from .engines.assemblyai import MODES, SPEECH_MODELS, U3_PRO_MODELS
 
         model, found = self.assemblyai_speech_model, []
         if model not in SPEECH_MODELS:

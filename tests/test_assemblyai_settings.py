@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from stt_agent.assemblyai import MODES, SPEECH_MODELS, U3_PRO_MODELS, make_assemblyai_stt
 from stt_agent.config import Secret, Settings, load_settings
+from stt_agent.engines.assemblyai import MODES, SPEECH_MODELS, U3_PRO_MODELS, make_assemblyai_stt
 
 KEY = Secret("k" * 32)
 
