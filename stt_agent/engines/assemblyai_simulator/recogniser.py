@@ -20,20 +20,21 @@ TranscribeFn = Callable[[np.ndarray], Sequence[Word]]
 def whisper_words(model_name: str | None = None) -> TranscribeFn:
     """The local engine's Whisper model as a `TranscribeFn` (loaded on first use, shared).
 
-    It calls faster-whisper's own `transcribe_short` (word timestamps) on the simulator's
+    It calls faster-whisper's own `transcribe` (word timestamps) on the simulator's
     worker thread; CTranslate2 models take calls from several threads, so this runs beside
     the local engine's batching decoder without going through it."""
     name = model_name or BUNDLED_MODEL_NAME
 
     def transcribe(samples: np.ndarray) -> list[Word]:
         loaded = load_whisper(name)
-        segments, _ = loaded.model.transcribe_short(
+        segments, _ = loaded.model.transcribe(
             samples,
             language="en" if loaded.english_only else None,
             beam_size=1,
             word_timestamps=True,
             condition_on_previous_text=False,
-        )
+            vad_filter=False,  # the simulator's Silero VAD already cut the turn
+        )  # a generator: the words below are decoded as they are read
         return [(w.word, w.start, w.end, w.probability) for s in segments for w in s.words or []]
 
     return transcribe
