@@ -1,8 +1,29 @@
 """The local engine's stream: Silero VAD events in, turns, interims and finals out.
 
-One `LocalSpeechStream` per `LocalSTT.stream()`; how turns end and when interims are shown
-(speculative finals, Whisper's end-of-sentence confidence, LocalAgreement-2) is explained in
-`stt_agent.engines.local_stt`'s docstring. Decodes go to the model's shared scheduler.
+`LocalSTT` is a streaming STT plugin in the LiveKit sense: it takes 16 kHz frames, finds
+utterances with Silero VAD, emits interim transcripts while someone speaks and one final
+transcript per utterance. What keeps it quick on a laptop's CPU:
+
+* **one model, one decoder thread, many streams**: every stream of every session submits its
+  decodes to the model's `BatchScheduler`, which runs them as CTranslate2 batches, turn ends
+  first and interims round-robin (see `stt_agent.engines.batching`);
+* **a short encoder window**: Whisper encodes 30 s windows; CTranslate2 accepts shorter ones,
+  so the encoder sees the utterance plus a little padding (`decoding.Window`);
+* **speculative finals**: after `speculate_after_s` of silence the utterance is decoded; if the
+  speaker stays quiet, that decode *is* the final, so waiting and decoding overlap;
+* **end of turn when Whisper is sure**: Whisper's own probability that the words decoded so
+  far end a sentence (the probability of a full stop, question or exclamation mark after
+  them) is the end-of-turn confidence. A confident turn ends after `min_turn_silence_s`;
+  otherwise the turn waits for the VAD's full silence (0.45 s), the way AssemblyAI's
+  `min_turn_silence` / `max_turn_silence` work. The default threshold is high (0.95): read
+  speech pauses 0.2-0.3 s at commas after words Whisper thinks end a sentence (0.9 after
+  "...nothing of my antecedents,"), and a lower one cut such turns in the benchmark;
+* **interims early, with little flicker**: decoded from `first_interim_after_s` of speech and
+  then every `interim_interval_s` of audio (stretching to twice the recent decode time when
+  the decoder is busy). The first decode is shown at once; after that, only words two
+  successive decodes agree on (LocalAgreement-2). Measured on the shared clips: first words
+  about 250 ms sooner than waiting for agreement from the start, for about one correction
+  more per five utterances; showing every decode flickers in more than half of the updates.
 """
 
 from __future__ import annotations

@@ -1,29 +1,9 @@
 """The local engine: faster-whisper behind LiveKit's `stt.STT` interface, with Silero VAD.
 
-`LocalSTT` is a streaming STT plugin in the LiveKit sense: it takes 16 kHz frames, finds
-utterances with Silero VAD, emits interim transcripts while someone speaks and one final
-transcript per utterance. What keeps it quick on a laptop's CPU:
-
-* **one model, one decoder thread, many streams**: every stream of every session submits its
-  decodes to the model's `BatchScheduler`, which runs them as CTranslate2 batches, turn ends
-  first and interims round-robin (see `stt_agent.engines.batching`);
-* **a short encoder window**: Whisper encodes 30 s windows; CTranslate2 accepts shorter ones,
-  so the encoder sees the utterance plus a little padding (`decoding.Window`);
-* **speculative finals**: after `speculate_after_s` of silence the utterance is decoded; if the
-  speaker stays quiet, that decode *is* the final, so waiting and decoding overlap;
-* **end of turn when Whisper is sure**: Whisper's own probability that the words decoded so
-  far end a sentence (the probability of a full stop, question or exclamation mark after
-  them) is the end-of-turn confidence. A confident turn ends after `min_turn_silence_s`;
-  otherwise the turn waits for the VAD's full silence (0.45 s), the way AssemblyAI's
-  `min_turn_silence` / `max_turn_silence` work. The default threshold is high (0.95): read
-  speech pauses 0.2-0.3 s at commas after words Whisper thinks end a sentence (0.9 after
-  "...nothing of my antecedents,"), and a lower one cut such turns in the benchmark;
-* **interims early, with little flicker**: decoded from `first_interim_after_s` of speech and
-  then every `interim_interval_s` of audio (stretching to twice the recent decode time when
-  the decoder is busy). The first decode is shown at once; after that, only words two
-  successive decodes agree on (LocalAgreement-2). Measured on the shared clips: first words
-  about 250 ms sooner than waiting for agreement from the start, for about one correction
-  more per five utterances; showing every decode flickers in more than half of the updates.
+`LocalSTT` holds the options and shares one model (`weights`) and one VAD (`vad`) between all
+its streams; each `stream()` is a `LocalSpeechStream`, and `local_stream`'s docstring says what
+keeps the engine quick on a laptop's CPU (batching, short windows, speculative finals, end of
+turn when Whisper is sure, early interims).
 """
 
 from __future__ import annotations
@@ -59,7 +39,7 @@ class LocalSTT(stt.STT[Never]):  # no events beyond the base STT's
     reports what it has processed to the `RunProgress` of the local run it belongs to (see
     `stt_agent.progress`), which is how a run knows its audio has been recognised.
 
-    Turn ends (see the module's docstring): a turn ends `min_turn_silence_s` after the speech
+    Turn ends (see `local_stream`'s docstring): a turn ends `min_turn_silence_s` after the speech
     when Whisper gives the words at least `end_of_turn_confidence` of ending a sentence, and
     after the VAD's silence (0.45 s with `load_vad()`) otherwise. Early ends apply only to
     audio arriving in real time; a file transcribed as fast as possible is cut by the VAD
