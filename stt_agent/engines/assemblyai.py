@@ -75,12 +75,25 @@ def make_assemblyai_stt(settings: Settings) -> AssemblyAISTT:
 
     Turn detection stays with AssemblyAI: the session runs with `turn_detection="stt"`, so a
     turn ends where the service's own end-of-turn model (and the silence thresholds here) say.
+    Raises `ConfigError` (naming what to fix) without a key or for settings the plugin refuses.
     """
     if not settings.assemblyai_api_key:
         raise ConfigError(
             "ASSEMBLYAI_API_KEY is not set: add it to .env (see notebooks/02_credentials) "
             "or use the local engine"
         )
+    try:
+        return _plugin_stt(settings)
+    except ValueError as e:  # the plugin's own checks (e.g. a mode for a non-U3 Pro model)
+        reason = str(e).rstrip(".")
+        raise ConfigError(
+            f"the AssemblyAI settings are refused by livekit-plugins-assemblyai: {reason}. Fix "
+            "the ASSEMBLYAI_* settings in .env (`python -m stt_agent check` shows them)"
+        ) from None
+
+
+def _plugin_stt(settings: Settings) -> AssemblyAISTT:
+    assert settings.assemblyai_api_key is not None  # checked by make_assemblyai_stt
     min_silence = settings.assemblyai_min_turn_silence_ms
     max_silence = settings.assemblyai_max_turn_silence_ms
     confidence = settings.assemblyai_end_of_turn_confidence
