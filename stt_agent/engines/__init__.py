@@ -1,7 +1,7 @@
 """Speech engines behind LiveKit's `stt.STT` interface: AssemblyAI, or faster-whisper locally.
 
 * `choice`: `make_stt(settings)`, the engine the settings ask for;
-* `local_stt`, `local_stream`, `heard`: the local engine, a streaming LiveKit STT plugin
+* `local_stt`, `local_stream`, `heard_utterance`: the local engine, a streaming LiveKit STT plugin
   (`LocalSTT`) whose streams turn Silero VAD events into interims and finals;
 * `weights`, `vad`: the Whisper model (bundled weights, checksum, loading once) and Silero VAD;
 * `decoding`, `batching`: Whisper decoding, and the one thread per model that batches every

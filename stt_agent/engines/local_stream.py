@@ -49,7 +49,7 @@ from ..progress import RunProgress, current_progress
 from .decoding import INTERIM_WINDOW, Decoded
 from .decoding import TRAILING_PUNCTUATION as _TRAILING_PUNCTUATION
 from .decoding import decode_async as _decode_async
-from .heard import HeardUtterance as _Utterance
+from .heard_utterance import HeardUtterance as _Utterance
 from .weights import LoadedModel as _LoadedModel
 
 if TYPE_CHECKING:
