@@ -222,7 +222,8 @@ async def _transcribe_sources(
     sources: list[FileSource], settings: Settings, args: argparse.Namespace
 ) -> int:
     from .audio import AudioSourceError
-    from .engines import ModelError, make_stt
+    from .engines import make_stt
+    from .errors import ModelError
     from .feed import TranscriptFeed, Utterance
     from .local import EngineError, transcribe
 

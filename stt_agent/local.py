@@ -15,11 +15,11 @@ from typing import Any
 from livekit.agents import stt as lk_stt
 
 from .agent import Transcriber, make_session
-from .assemblyai import AssemblyAISTT
 from .audio import AudioSource, as_source
 from .audio_input import SourceAudioInput
 from .config import Settings, load_settings
 from .engines import LocalSTT, load_vad, make_stt
+from .engines.assemblyai import AssemblyAISTT
 from .errors import EngineError
 from .feed import TranscriptFeed, Utterance
 from .handlers import TurnHandlers

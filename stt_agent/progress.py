@@ -161,6 +161,7 @@ class RunProgress:
             await asyncio.wait_for(self._changed.wait(), timeout)
 
 
-current_progress: contextvars.ContextVar[RunProgress] = contextvars.ContextVar(
-    "stt_agent_run_progress"
+# None outside a local run: a stream there keeps a private record (see LocalSpeechStream).
+current_progress: contextvars.ContextVar[RunProgress | None] = contextvars.ContextVar(
+    "stt_agent_run_progress", default=None
 )

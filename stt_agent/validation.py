@@ -227,7 +227,7 @@ def _assemblyai_problems(settings: Settings, skip: set[str]) -> list[Problem]:
 
 def _assemblyai_model_problems(settings: Settings) -> list[Problem]:
     """Model and options against what the installed plugin offers."""
-    from .assemblyai import MODES, SPEECH_MODELS, U3_PRO_MODELS
+    from .engines.assemblyai import MODES, SPEECH_MODELS, U3_PRO_MODELS
 
     model, found = settings.assemblyai_speech_model, []
     if model not in SPEECH_MODELS:

@@ -100,17 +100,18 @@ async def test_slow_handlers_are_timed_out(jfk, local_stt):
 async def test_the_speech_model_and_decoding_never_run_on_the_kernel_loop(local_stt, monkeypatch):
     """What keeps the kernel responsive while transcribing: model work happens on other
     threads. (How responsive, in milliseconds, is measured in benchmarks/, not asserted.)"""
-    import stt_agent.engines as engines
+    from stt_agent.engines import load_whisper
 
     loop_thread = threading.get_ident()
     decode_threads: set[int] = set()
-    decode = engines._decode
+    loaded = load_whisper(local_stt.model)
+    decode = loaded.decoder  # the public seam: what the model's thread runs on each batch
 
     def watched(*args, **kwargs):
         decode_threads.add(threading.get_ident())
         return decode(*args, **kwargs)
 
-    monkeypatch.setattr(engines, "_decode", watched)
+    monkeypatch.setattr(loaded, "decoder", watched)
     clip = samples.path("librispeech_2412")  # 11.7 s
     handle = await stt_agent.start_local(clip, realtime=True, stt=local_stt)
     result = await asyncio.wait_for(handle.done(), 60)
