@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import wave
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,27 +105,21 @@ def probe(path: str | os.PathLike[str]) -> AudioInfo:
 
 
 def _wav_header_duration(path: Path) -> float | None:
-    """Seconds of audio the RIFF `data` chunk declares, or None when unknown or unreadable."""
+    """Seconds of audio a PCM WAV header declares, or None when unknown or unreadable.
+
+    FFmpeg reports what it finds in a truncated file, so the header's own promise is read
+    separately to tell a cut-off recording from a complete one.
+    """
     try:
-        with path.open("rb") as f:
-            head = f.read(1 << 16)
-    except OSError:
+        with wave.open(str(path), "rb") as w:
+            frames, rate, frame_bytes = w.getnframes(), w.getframerate(), w.getsampwidth()
+            frame_bytes *= w.getnchannels()
+    except (wave.Error, EOFError, OSError):
+        return None  # float, extensible or RF64 WAVs: FFmpeg's own duration stands
+    # 0 and 0xFFFFFFFF bytes are what streaming writers declare when the size is unknown.
+    if not frames or not rate or frames * frame_bytes >= 0xFFFFFFFF - frame_bytes:
         return None
-    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-        return None  # RF64/BW64 and friends: leave it to FFmpeg
-    byte_rate = 0
-    pos = 12
-    while pos + 8 <= len(head):
-        chunk, size = head[pos : pos + 4], int.from_bytes(head[pos + 4 : pos + 8], "little")
-        if chunk == b"fmt " and pos + 20 <= len(head):
-            byte_rate = int.from_bytes(head[pos + 16 : pos + 20], "little")
-        elif chunk == b"data":
-            # 0 and 0xFFFFFFFF are what streaming writers put there when the size is unknown.
-            if not byte_rate or size in (0, 0xFFFFFFFF):
-                return None
-            return size / byte_rate
-        pos += 8 + size + (size & 1)
-    return None
+    return frames / rate
 
 
 def _ffmpeg_reason(e: av.FFmpegError) -> str:
