@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from .loops import call_on
 
@@ -157,7 +157,7 @@ class TranscriptFeed:
                 item = await queue.get()
                 if item is _CLOSED:
                     return
-                yield item  # type: ignore[misc]
+                yield cast(FeedEvent, item)  # anything else in the queue is an event
         finally:
             with self._lock:
                 if queue in self._queues:

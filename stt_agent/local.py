@@ -100,7 +100,7 @@ class LocalRun:
         if not progress.exact and getattr(source, "realtime", True) is False:
             # Streaming services expect audio at the speed it is spoken (AssemblyAI closes a
             # session that sends faster, error 3007), so files are paced for them.
-            source.realtime = True  # type: ignore[attr-defined]
+            source.realtime = True  # type: ignore[attr-defined]  # paced sources only: checked above
         realtime = getattr(source, "realtime", True)
         turns = TurnObserver(
             feed=self.feed,
@@ -213,6 +213,7 @@ async def transcribe(
             bar.cancel()
 
 
-async def transcribe_file(path: str, **options: object) -> list[Utterance]:
-    """`await transcribe_file("talk.mp3")`: the final utterances of one audio file."""
-    return await transcribe(str(path), **options)  # type: ignore[arg-type]
+async def transcribe_file(path: str, **options: Any) -> list[Utterance]:
+    """`await transcribe_file("talk.mp3")`: the final utterances of one audio file; `options`
+    are `transcribe`'s."""
+    return await transcribe(str(path), **options)

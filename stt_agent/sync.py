@@ -37,7 +37,7 @@ def run_sync(awaitable: Awaitable[T]) -> T:
     except RuntimeError:
         return asyncio.run(_await(awaitable))
     # Imported only now: it patches asyncio process-wide. It ships no type information.
-    import nest_asyncio  # type: ignore[import-untyped]
+    import nest_asyncio  # type: ignore[import-untyped]  # no type information shipped
 
     nest_asyncio.apply(loop)
     return loop.run_until_complete(_await(awaitable))

@@ -45,7 +45,7 @@ _KEPT = "saved in the file: leave empty to keep it"
 
 
 # ipywidgets ships no type information, so its classes are `Any` to mypy.
-class CredentialsForm(widgets.VBox):  # type: ignore[misc]
+class CredentialsForm(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no types
     """Text and password fields for the tutorial's keys, Save (writes `.env`, mode 0600) and
     Check buttons, and the check results inline.
 
