@@ -200,8 +200,24 @@ class TurnObserver:
         if not self.closed:
             self.feed.publish(event)
 
+    def _take_turn_finals(self, text: str) -> list[stt.SpeechEvent]:
+        """The finals that make up the turn LiveKit completed with `text`, oldest first.
+
+        LiveKit queues a turn behind the previous one while that one is still in the
+        handlers, so finals of the next turn may already be here: they stay, and keep
+        `turns_open` up until their own turn is delivered (taking them all would let the run
+        end and close the session under a turn LiveKit has yet to hand over). A turn's text
+        is its finals' texts joined, so words are counted off the front."""
+        wanted = len(text.split())
+        taken: list[stt.SpeechEvent] = []
+        while self._turn_finals and (wanted > 0 or not taken):
+            final = self._turn_finals.pop(0)
+            taken.append(final)
+            wanted -= len(final.alternatives[0].text.split())
+        return taken
+
     def _utterance(self, text: str) -> Utterance:
-        finals, self._turn_finals = self._turn_finals, []
+        finals = self._take_turn_finals(text)
         delivered_at = time.time()
         start = end = latency = language = None
         if finals:
