@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from stt_agent import engines
 from stt_agent.engines import LocalSTT
 
@@ -185,6 +187,9 @@ async def analyse(clips: list[Clip], repeats: int, each: bool = False) -> None:
                         add("EOS -> speculative decode asked", spec[-1].asked - eos_wall)
                         add("speculative decode queued", spec[-1].started - spec[-1].asked)
                         add("speculative decode ran (its batch)", spec[-1].ended - spec[-1].started)
+                        # The floor without any wait for silence: the turn committed the
+                        # moment its speculative final is ready.
+                        add("  EOS -> speculative final ready", spec[-1].ended - eos_wall)
                     add("  silence when the turn ended (ms)", marks["silence_s"])
                     add("  turns ended early (1000 = all)", marks["early"])
                     add("EOS -> turn ended", marks["turn_end"] - eos_wall)
@@ -199,9 +204,10 @@ async def analyse(clips: list[Clip], repeats: int, each: bool = False) -> None:
                             f"spec asked {asked:5.0f} ran {ran:4.0f} "
                             f"final {(event.received_at - eos_wall) * 1000:5.0f} ms"
                         )
-    print(f"{'step (median over utterances, ms)':44} {'p50':>6} {'n':>4}")
+    print(f"{'step (over utterances, ms)':44} {'p50':>6} {'p95':>6} {'n':>4}")
     for name, values in rows.items():
-        print(f"{name:44} {_median(values)} {len(values):4d}")
+        p95 = f"{float(np.percentile(values, 95)):6.0f}" if values else "   n/a"
+        print(f"{name:44} {_median(values)} {p95} {len(values):4d}")
 
 
 def main() -> None:

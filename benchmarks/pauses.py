@@ -109,6 +109,39 @@ async def collect(clips: list[Clip]) -> list[Pause]:
     return pauses
 
 
+def rules(pauses: list[Pause], trailing: float = 0.06) -> list[str]:
+    """What "end the turn after S s of silence when the confidence is >= T" would do, for a
+    grid of rules: the turns it ends sooner, and the pauses inside sentences it would turn
+    into cuts (pauses where the speaker went on within S are safe)."""
+    turns = [p for p in pauses if p.turn_end]
+    inside = [p for p in pauses if not p.turn_end]
+    cut_now = sum(not p.sentence_end for p in turns)
+    mid = [p.silence_s for p in inside if not p.sentence_end]
+    lines = [
+        f"{len(turns)} turn ends ({cut_now} not at a sentence end), {len(inside)} pauses "
+        f"inside turns; the longest pause inside a sentence that did not end a turn: "
+        f"{max(mid, default=0):.2f} s of VAD silence",
+        f"{'confidence >=':>13} {'silence >=':>10} {'sooner':>7} {'new turns':>9} "
+        f"{'new cuts':>8} {'cut share':>9}",
+    ]
+
+    def conf(p: Pause) -> float:
+        return (p.confidence or {}).get(trailing, 0.0)
+
+    for t in (0.0, 0.5, 0.8, 0.9, 0.95):
+        for s in (0.15, 0.25, 0.35):
+            # A pause of `silence_s` reached S when it is at least one VAD window longer.
+            new = [p for p in inside if p.silence_s > s + 0.01 and conf(p) >= t]
+            cuts = sum(not p.sentence_end for p in new)
+            sooner = sum(conf(p) >= t for p in turns)
+            share = (cut_now + cuts) / (len(turns) + len(new))
+            lines.append(
+                f"{t:13.2f} {s:10.2f} {sooner:3d}/{len(turns):<3d} {len(new):9d} "
+                f"{cuts:8d} {share:9.3f}"
+            )
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.pauses")
     parser.add_argument("clips", nargs="*")
@@ -141,6 +174,7 @@ def main() -> None:
             + " ".join(f"{c:4.2f}" for c in (p.confidence or {}).values())
             + f"  …{p.text[-40:]}"
         )
+    print("\n".join(rules(pauses)))
     if args.out:
         args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
