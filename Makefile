@@ -32,17 +32,19 @@ lab: $(STAMP) $(LAB_OVERRIDES)
 	  --LabApp.default_url=/lab/tree/$(FIRST_NOTEBOOK) \
 	  $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
-## make test: lint, then the whole suite (notebooks and browser checks included)
+## make test: lint, type check (mypy --strict on stt_agent), then the whole suite
+## (notebooks and browser checks included)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not browser and not notebooks"
 
 lint: $(STAMP)
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .

@@ -1,7 +1,7 @@
 """Where the kit's latency goes: `python -m benchmarks.breakdown [CLIP...] [--noisy]`.
 
 A diagnostic, not part of the benchmark. It runs clips through the kit in real time with
-timestamps hooked onto `stt_agent.engines` internals (the VAD's utterance start, every decode:
+timestamps hooked onto the local engine (the VAD's utterance start, every decode:
 when it was asked for, when the model's thread took it in a batch, how long the batch ran) and
 splits
 
@@ -11,8 +11,10 @@ splits
   speculative decode, its queueing and decoding, and whether the turn ended early (Whisper
   sure the sentence was over) or by the VAD's full silence.
 
-The hooks wrap private functions of stt_agent.engines; when those change, this script says
-so instead of guessing.
+Each batch is timed through the public seam `LoadedModel.decoder`; when a decode was asked
+for, and by which step of a turn, needs the stream's private methods
+(`stt_agent.engines.local_stream`): when those change, this script says so instead of
+guessing.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from stt_agent import engines
-from stt_agent.engines import LocalSTT
+from stt_agent.audio import SAMPLE_RATE
+from stt_agent.engines import LocalSTT, load_whisper, local_stream
 
 from .clips import Clip, end_of_speech, load_clips, speech_onset
 from .noisy import noisy_clip
@@ -56,33 +58,36 @@ class Trace:
     utterances: dict[int, dict[str, float]] = field(default_factory=dict)  # by first sample
 
 
-def install(trace: Trace) -> None:
-    needed = ("_decode", "_decode_async", "_Utterance", "LocalSpeechStream")
-    missing = [n for n in needed if not hasattr(engines, n)]
+def install(trace: Trace, model: str) -> None:
+    needed = ("_decode_async", "_Utterance", "LocalSpeechStream")
+    missing = [n for n in needed if not hasattr(local_stream, n)]
     if missing:
-        raise SystemExit(f"stt_agent.engines changed (missing {missing}); update the hooks")
-    decode, decode_async = engines._decode, engines._decode_async
-    stream_cls, utt_cls = engines.LocalSpeechStream, engines._Utterance
+        raise SystemExit(
+            f"stt_agent.engines.local_stream changed (missing {missing}); update the hooks"
+        )
+    loaded = load_whisper(model)
+    decode, decode_async = loaded.decoder, local_stream._decode_async
+    stream_cls, utt_cls = local_stream.LocalSpeechStream, local_stream._Utterance
 
-    def timed_decode(loaded: Any, requests: Any) -> Any:
+    def timed_decode(model: Any, requests: Any) -> Any:
         entries = [trace.active.pop(id(r.audio), None) for r in requests]
         started = time.time()
         try:
-            return decode(loaded, requests)
+            return decode(model, requests)
         finally:
             ended = time.time()
             for entry in entries:
                 if entry is not None:
                     entry.started, entry.ended, entry.batch = started, ended, len(requests)
 
-    async def timed_decode_async(loaded: Any, audio: Any, **kw: Any) -> Any:
+    async def timed_decode_async(model: Any, audio: Any, **kw: Any) -> Any:
         kind = _kind.get()
         if kw.get("end_confidence"):
             kind = "speculative"
-        entry = Decode(kind, audio.size / engines.SAMPLE_RATE, time.time())
+        entry = Decode(kind, audio.size / SAMPLE_RATE, time.time())
         trace.decodes.append(entry)
         trace.active[id(audio)] = entry
-        return await decode_async(loaded, audio, **kw)
+        return await decode_async(model, audio, **kw)
 
     original_interim = stream_cls._maybe_interim
 
@@ -98,7 +103,7 @@ def install(trace: Trace) -> None:
     async def finalise(self: Any, loaded: Any, u: Any) -> None:
         marks = trace.utterances.setdefault(u.first_sample, {})
         marks["turn_end"] = time.time()
-        marks["speech_end_s"] = (u.first_sample + u.speech_n) / engines.SAMPLE_RATE
+        marks["speech_end_s"] = (u.first_sample + u.speech_n) / SAMPLE_RATE
         marks["silence_s"] = u.silence_s
         marks["early"] = float(self._turn_over(u))
         await original_finalise(self, loaded, u)
@@ -109,8 +114,8 @@ def install(trace: Trace) -> None:
         original_init(self, first_sample, audio)
         trace.utterances.setdefault(first_sample, {})["vad_start"] = time.time()
 
-    engines._decode = timed_decode
-    engines._decode_async = timed_decode_async
+    loaded.decoder = timed_decode  # the public seam: this process only runs the breakdown
+    local_stream._decode_async = timed_decode_async
     stream_cls._maybe_interim = maybe_interim
     stream_cls._finalise = finalise
     utt_cls.__init__ = utterance_init
@@ -122,8 +127,9 @@ def _median(values: list[float]) -> str:
 
 async def analyse(clips: list[Clip], repeats: int, each: bool = False) -> None:
     trace = Trace()
-    install(trace)
-    LocalSTT().prewarm()
+    engine = LocalSTT()
+    install(trace, engine.model)
+    engine.prewarm()
     rows: dict[str, list[float]] = {}
 
     def add(name: str, value: float, scale: float = 1000) -> None:
@@ -140,7 +146,7 @@ async def analyse(clips: list[Clip], repeats: int, each: bool = False) -> None:
             for event in record.events:
                 if not event.final or event.start is None or event.end is None:
                     continue
-                marks = trace.utterances.get(round(event.start * engines.SAMPLE_RATE), {})
+                marks = trace.utterances.get(round(event.start * SAMPLE_RATE), {})
                 eos = end_of_speech(clip, event.start, event.end)
                 onset = speech_onset(clip, max(event.start, previous_end + 0.3))
                 previous_end = event.end

@@ -23,8 +23,9 @@ from typing import Any
 
 import jiwer
 
-from stt_agent import engines
-from stt_agent.engines import FINAL_WINDOW, LocalSTT, load_whisper
+from stt_agent.audio import SAMPLE_RATE
+from stt_agent.engines import LocalSTT, load_whisper, local_stream
+from stt_agent.engines.decoding import FINAL_WINDOW, Request, decode
 
 from .clips import Clip, load_clips
 from .noisy import noisy_clip
@@ -47,7 +48,13 @@ class Pause:
 
 
 def _hook(pauses: list[Pause], clip: list[str]) -> None:
-    utt = engines._Utterance
+    needed = ("_Utterance", "LocalSpeechStream")
+    missing = [n for n in needed if not hasattr(local_stream, n)]
+    if missing:
+        raise SystemExit(
+            f"stt_agent.engines.local_stream changed (missing {missing}); update the hooks"
+        )
+    utt = local_stream._Utterance
     append = utt.append
 
     def recording_append(self: Any, audio: Any, *, speechy: bool, window_s: float) -> None:
@@ -56,13 +63,13 @@ def _hook(pauses: list[Pause], clip: list[str]) -> None:
         append(self, audio, speechy=speechy, window_s=window_s)
 
     utt.append = recording_append
-    finalise = engines.LocalSpeechStream._finalise
+    finalise = local_stream.LocalSpeechStream._finalise
 
     async def recording_finalise(self: Any, loaded: Any, u: Any) -> None:
         pauses.append(Pause(clip[0], u, u.speech_n, u.silence_s, True))
         await finalise(self, loaded, u)
 
-    engines.LocalSpeechStream._finalise = recording_finalise
+    local_stream.LocalSpeechStream._finalise = recording_finalise
 
 
 def _label(clip: Clip, previous: str, pause: Pause) -> None:
@@ -92,15 +99,15 @@ async def collect(clips: list[Clip]) -> list[Pause]:
         current[0] = clip.name
         start = len(pauses)
         record = await run_kit(clip, realtime=False)
-        finals = {round((u.start or 0) * engines.SAMPLE_RATE): u.text for u in record.finals}
+        finals = {round((u.start or 0) * SAMPLE_RATE): u.text for u in record.finals}
         mine = pauses[start:]
         for pause in mine:
             u = pause.utterance
             confidence = {}
             for trailing in TRAILING_S:
-                end = min(u.n, pause.speech_n + int(trailing * engines.SAMPLE_RATE))
-                request = engines._Request(u.audio(end), 3, FINAL_WINDOW, "en", True)
-                decoded = engines._decode(loaded, [request])[0]
+                end = min(u.n, pause.speech_n + int(trailing * SAMPLE_RATE))
+                request = Request(u.audio(end), 3, FINAL_WINDOW, "en", True)
+                decoded = decode(loaded, [request])[0]
                 confidence[trailing] = round(decoded.end_confidence, 3)
                 pause.text = decoded.text
             pause.confidence = confidence

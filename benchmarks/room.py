@@ -36,8 +36,8 @@ from livekit import rtc
 import stt_agent
 from stt_agent.config import Secret, Settings
 from stt_agent.engines import LocalSTT
-from stt_agent.rooms import mint_user_token, open_room
-from stt_agent.speaker import VirtualSpeaker
+from stt_agent.room.rooms import mint_user_token, open_room
+from stt_agent.room.speaker import VirtualSpeaker
 
 from .clips import FRAME_SAMPLES, SAMPLE_RATE
 from .scoring import SPEECH_DIR, corpus_wer, references

@@ -2,7 +2,7 @@
 
 N local-mode runs of the same clip start together (the worst case: their turns end at the
 same moments), each paced in real time, all through one `LocalSTT` instance and so one
-loaded model, whose decoder batches their decodes (`stt_agent.batching`).
+loaded model, whose decoder batches their decodes (`stt_agent.engines.batching`).
 
 N keeps up when every run finishes with its whole transcript (WER within 0.15 of a lone
 run's) and none of its finals comes more than 1 s later than a lone stream's would: every

@@ -12,7 +12,6 @@ from . import (
 from .agent import Transcriber, build_server, entrypoint, make_session
 from .audio import ArraySource, AudioSource, FileSource
 from .config import Secret, Settings, load_settings
-from .credentials_form import CredentialsForm
 from .engines import LocalSTT, make_stt
 from .errors import (
     AudioSourceError,
@@ -23,14 +22,20 @@ from .errors import (
     SttAgentError,
 )
 from .feed import MetricsEvent, TranscriptFeed, Utterance
-from .handlers import TurnHandlers, append_jsonl, keyword_alert, redact, words_per_minute
+from .handle import AgentHandle, AgentStatus
+from .handler_examples import append_jsonl, keyword_alert, redact, words_per_minute
+from .handlers import TurnHandlers
 from .local import transcribe, transcribe_file
-from .mic import MicrophoneError, MicWidget
+from .local_agent import start_local
 from .probes import usable_engine
-from .rooms import RoomSession, mint_user_token, open_room, playground_url, show_room
-from .runtime import AgentHandle, AgentStatus, start_agent, start_local
-from .speaker import VirtualSpeaker
-from .widgets import StatusView, TranscriptView
+from .room.rooms import RoomSession, mint_user_token, open_room, playground_url, show_room
+from .room.speaker import VirtualSpeaker
+from .room.worker import start_agent
+from .sync import run_sync
+from .ui.credentials_form import CredentialsForm
+from .ui.mic import MicrophoneError, MicWidget
+from .ui.status_view import StatusView
+from .ui.transcript_view import TranscriptView
 
 __all__ = [
     "AgentHandle",
@@ -70,6 +75,7 @@ __all__ = [
     "open_room",
     "playground_url",
     "redact",
+    "run_sync",
     "samples",
     "show_room",
     "start_agent",

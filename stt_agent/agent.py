@@ -91,7 +91,7 @@ async def entrypoint(ctx: JobContext) -> None:
     """The tutorial's entrypoint: join audio-only, transcribe, publish transcriptions; here
     every participant who speaks gets a session of their own (LiveKit's multi-user pattern:
     `MultiUserTranscriber` starts each one just like the tutorial's `session.start`)."""
-    from .multi_user import transcribe_room  # it builds on this module
+    from .room.multi_user import transcribe_room  # it builds on this module
 
     await transcribe_room(ctx, load_settings())
 

@@ -3,7 +3,8 @@
 Every source becomes a stream of 16 kHz mono 16-bit `rtc.AudioFrame`s, which is what
 `AgentSession.input.audio` consumes. Files are decoded incrementally, a chunk at a time in a
 worker thread, so a one-hour recording never sits in memory whole and the kernel's event
-loop keeps running while it decodes.
+loop keeps running while it decodes. How a session reads a source (at the recogniser's pace,
+then listening to silence until the last turn is closed) is `audio_input.SourceAudioInput`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import wave
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,35 +21,33 @@ from typing import Protocol, runtime_checkable
 import av
 import numpy as np
 from livekit import rtc
-from livekit.agents.voice import io
 
 from .errors import AudioSourceError
-from .progress import RunProgress
+from .pacing import Pacer, with_trailing_silence
 
 __all__ = [
+    "DEFAULT_TRAILING_SILENCE_S",
     "FRAME_MS",
+    "FRAME_SAMPLES",
     "SAMPLE_RATE",
     "ArraySource",
     "AudioSource",
     "AudioSourceError",
     "FileSource",
-    "SourceAudioInput",
     "as_source",
+    "decode_pcm",
     "probe",
+    "to_frames",
 ]
 
 SAMPLE_RATE = 16_000
 FRAME_MS = 20
-_FRAME_SAMPLES = SAMPLE_RATE * FRAME_MS // 1000
+FRAME_SAMPLES = SAMPLE_RATE * FRAME_MS // 1000
 # How much audio one trip to the decoding thread produces: big enough to amortise the hop,
 # small enough that memory stays flat and the first frame comes quickly.
 _DECODE_CHUNK_S = 0.5
 # Silence appended after the last sample so the VAD sees the end of the last utterance.
 DEFAULT_TRAILING_SILENCE_S = 1.0
-# After the source: at most this much more silence while the recogniser closes the last turn,
-# and at least this much for a streaming service, whose turn silence is its own (seconds).
-MAX_TAIL_S = 30.0
-SERVICE_TAIL_MIN_S = 1.5
 
 
 @runtime_checkable
@@ -105,34 +105,28 @@ def probe(path: str | os.PathLike[str]) -> AudioInfo:
 
 
 def _wav_header_duration(path: Path) -> float | None:
-    """Seconds of audio the RIFF `data` chunk declares, or None when unknown or unreadable."""
+    """Seconds of audio a PCM WAV header declares, or None when unknown or unreadable.
+
+    FFmpeg reports what it finds in a truncated file, so the header's own promise is read
+    separately to tell a cut-off recording from a complete one.
+    """
     try:
-        with path.open("rb") as f:
-            head = f.read(1 << 16)
-    except OSError:
+        with wave.open(str(path), "rb") as w:
+            frames, rate, frame_bytes = w.getnframes(), w.getframerate(), w.getsampwidth()
+            frame_bytes *= w.getnchannels()
+    except (wave.Error, EOFError, OSError):
+        return None  # float, extensible or RF64 WAVs: FFmpeg's own duration stands
+    # 0 and 0xFFFFFFFF bytes are what streaming writers declare when the size is unknown.
+    if not frames or not rate or frames * frame_bytes >= 0xFFFFFFFF - frame_bytes:
         return None
-    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-        return None  # RF64/BW64 and friends: leave it to FFmpeg
-    byte_rate = 0
-    pos = 12
-    while pos + 8 <= len(head):
-        chunk, size = head[pos : pos + 4], int.from_bytes(head[pos + 4 : pos + 8], "little")
-        if chunk == b"fmt " and pos + 20 <= len(head):
-            byte_rate = int.from_bytes(head[pos + 16 : pos + 20], "little")
-        elif chunk == b"data":
-            # 0 and 0xFFFFFFFF are what streaming writers put there when the size is unknown.
-            if not byte_rate or size in (0, 0xFFFFFFFF):
-                return None
-            return size / byte_rate
-        pos += 8 + size + (size & 1)
-    return None
+    return frames / rate
 
 
 def _ffmpeg_reason(e: av.FFmpegError) -> str:
     return (getattr(e, "strerror", None) or str(e)).rstrip(".").lower()
 
 
-def _decode_pcm(path: Path, info: AudioInfo) -> Iterator[np.ndarray]:
+def decode_pcm(path: Path, info: AudioInfo) -> Iterator[np.ndarray]:
     """int16 mono 16 kHz chunks of about `_DECODE_CHUNK_S` seconds, streamed from the file."""
     resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
     target = int(_DECODE_CHUNK_S * SAMPLE_RATE)
@@ -176,20 +170,20 @@ def _decode_pcm(path: Path, info: AudioInfo) -> Iterator[np.ndarray]:
         )
 
 
-def _to_frames(pcm: np.ndarray, carry: np.ndarray) -> tuple[list[rtc.AudioFrame], np.ndarray]:
+def to_frames(pcm: np.ndarray, carry: np.ndarray) -> tuple[list[rtc.AudioFrame], np.ndarray]:
     """Cut int16 samples into 20 ms frames; the remainder is carried to the next call."""
     data = np.concatenate([carry, pcm]) if carry.size else pcm
-    n_full = data.size // _FRAME_SAMPLES
+    n_full = data.size // FRAME_SAMPLES
     frames = [
         rtc.AudioFrame(
-            data=data[i * _FRAME_SAMPLES : (i + 1) * _FRAME_SAMPLES].tobytes(),
+            data=data[i * FRAME_SAMPLES : (i + 1) * FRAME_SAMPLES].tobytes(),
             sample_rate=SAMPLE_RATE,
             num_channels=1,
-            samples_per_channel=_FRAME_SAMPLES,
+            samples_per_channel=FRAME_SAMPLES,
         )
         for i in range(n_full)
     ]
-    return frames, data[n_full * _FRAME_SAMPLES :]
+    return frames, data[n_full * FRAME_SAMPLES :]
 
 
 class _PacedSource:
@@ -198,11 +192,25 @@ class _PacedSource:
     name: str
 
     def __init__(self, *, realtime: bool, trailing_silence_s: float) -> None:
-        self.realtime = realtime
         self.trailing_silence_s = trailing_silence_s
         self.samples_sent = 0
         self.finished = False
-        self.first_frame_at: float | None = None  # wall clock; lets latency use audio time
+        # On the wall clock: latencies are measured against it.
+        self._pacer = Pacer(realtime=realtime, clock=time.time)
+
+    @property
+    def realtime(self) -> bool:
+        """Paced as it would be spoken; a local run turns it on for streaming services."""
+        return self._pacer.realtime
+
+    @realtime.setter
+    def realtime(self, value: bool) -> None:
+        self._pacer.realtime = value
+
+    @property
+    def first_frame_at(self) -> float | None:
+        """Wall-clock time of the first frame; lets latency use audio time."""
+        return self._pacer.start
 
     async def _chunks(self) -> AsyncIterator[np.ndarray]:
         raise NotImplementedError
@@ -210,35 +218,21 @@ class _PacedSource:
 
     def wall_time_of(self, audio_s: float) -> float | None:
         """Wall-clock time at which the sample at `audio_s` was handed on (real time only)."""
-        if self.first_frame_at is None or not self.realtime:
-            return None
-        return self.first_frame_at + audio_s
+        return self._pacer.wall_time_of(audio_s)
 
     async def frames(self) -> AsyncIterator[rtc.AudioFrame]:
         carry = np.zeros(0, dtype=np.int16)
-        silence_n = int(self.trailing_silence_s * SAMPLE_RATE)
-
-        async def all_chunks() -> AsyncIterator[np.ndarray]:
-            n = 0
-            async for chunk in self._chunks():
-                n += chunk.size
-                yield chunk
-            # Pad to a whole frame so the last one is paced like every other.
-            tail = silence_n + (-(n + silence_n)) % _FRAME_SAMPLES
-            if tail:
-                yield np.zeros(tail, dtype=np.int16)
-
-        async for chunk in all_chunks():
-            frames, carry = _to_frames(chunk, carry)
+        chunks = with_trailing_silence(
+            self._chunks(),
+            self.trailing_silence_s,
+            sample_rate=SAMPLE_RATE,
+            frame_samples=FRAME_SAMPLES,
+        )
+        async for chunk in chunks:
+            frames, carry = to_frames(chunk, carry)
             for frame in frames:
-                if self.first_frame_at is None:
-                    self.first_frame_at = time.time()
-                if self.realtime:
-                    # Sleep until this frame's own time: drift-free pacing, as a microphone would.
-                    due = self.first_frame_at + self.samples_sent / SAMPLE_RATE
-                    delay = due - time.time()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
+                # Each frame at its own time, as a microphone would (`realtime`).
+                await self._pacer.wait(self.samples_sent / SAMPLE_RATE)
                 self.samples_sent += frame.samples_per_channel
                 yield frame
         self.finished = True
@@ -260,13 +254,12 @@ class FileSource(_PacedSource):
         self.info = probe(path)  # fail at construction, before any session starts
 
     async def _chunks(self) -> AsyncIterator[np.ndarray]:
-        decoder = _decode_pcm(self.path, self.info)
-        done = object()
+        decoder = decode_pcm(self.path, self.info)
         while True:
-            chunk = await asyncio.to_thread(next, decoder, done)
-            if chunk is done:
+            chunk = await asyncio.to_thread(next, decoder, None)  # None: the file is done
+            if chunk is None:
                 return
-            yield chunk  # type: ignore[misc]
+            yield chunk
 
     def __repr__(self) -> str:
         return f"FileSource({self.name!r}, realtime={self.realtime})"
@@ -341,85 +334,3 @@ def as_source(
         f"cannot use {type(source).__name__} as audio: pass a file path, a NumPy array, "
         "or a MicWidget"
     )
-
-
-class SourceAudioInput(io.AudioInput):
-    """LiveKit's own extension point for session audio, fed from an `AudioSource`.
-
-    It is the source's side of the run's `RunProgress`: it counts what it hands over, waits
-    when the recogniser is behind (backpressure), and after the source's last frame keeps
-    "listening" to silence until the recogniser has answered all the speech it was given, as
-    a microphone left open would. When that is over, iteration ends and `progress.source_done`
-    is set; a source that fails is remembered in `error`, after its intact part went through.
-    """
-
-    def __init__(self, source: AudioSource, progress: RunProgress) -> None:
-        super().__init__(label=f"stt_agent:{source.name}")
-        self.source_ = source
-        self.progress = progress
-        self.error: BaseException | None = None
-        self._stop = asyncio.Event()
-        self._frames = self._run()
-
-    def stop(self) -> None:
-        """Hand over nothing more (a stop request): the current frame is the last."""
-        self._stop.set()
-        self.progress.touch()
-
-    async def __anext__(self) -> rtc.AudioFrame:
-        return await self._frames.__anext__()
-
-    async def _run(self) -> AsyncIterator[rtc.AudioFrame]:
-        progress = self.progress
-        try:
-            async for frame in self.source_.frames():
-                while not progress.wants_more_audio() and not self._stop.is_set():
-                    await progress.changed(timeout=1.0)
-                if self._stop.is_set():
-                    return
-                progress.fed += frame.samples_per_channel
-                progress.peak_backlog = max(progress.peak_backlog, progress.fed - progress.heard)
-                progress.touch()
-                yield frame
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:
-            # Not raised here: the audio before the break is still recognised, then the run
-            # reports the error.
-            self.error = e
-        if not self._stop.is_set():
-            async for frame in self._listening_tail():
-                progress.fed += frame.samples_per_channel
-                progress.touch()
-                yield frame
-        progress.source_done = True
-        progress.touch()
-
-    async def _listening_tail(self) -> AsyncIterator[rtc.AudioFrame]:
-        """Silence until the recogniser has closed the last utterance (bounded in audio)."""
-        progress = self.progress
-        fed = 0
-        started = time.monotonic()
-        while fed < MAX_TAIL_S * SAMPLE_RATE and not self._stop.is_set():
-            if progress.exact:
-                # Let the VAD catch up with what it has, then see whether speech is still open.
-                while progress.heard < progress.fed - _FRAME_SAMPLES * 2 and not (
-                    self._stop.is_set() or progress.verdict().state == "stalled"
-                ):
-                    await progress.changed(timeout=1.0)
-                if not progress.speech_open:
-                    return
-            elif (
-                fed >= SERVICE_TAIL_MIN_S * SAMPLE_RATE
-                # our VAD has listened to everything sent, so it knows what is owed
-                and progress.heard >= progress.at_stt - 2 * _FRAME_SAMPLES
-                and not (progress.owes_answer or progress.turns_open)
-            ):
-                return
-            else:
-                # A streaming service hears audio at the speed it is spoken.
-                delay = started + fed / SAMPLE_RATE - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            fed += _FRAME_SAMPLES
-            yield rtc.AudioFrame.create(SAMPLE_RATE, 1, _FRAME_SAMPLES)

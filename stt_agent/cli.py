@@ -20,10 +20,15 @@ import sys
 import warnings
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._launch import EXIT_INTERRUPTED, interrupted_while_importing
 from .config import Secret, Settings, load_settings
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .audio import FileSource
+    from .feed import Utterance
 
 __all__ = ["main"]
 
@@ -39,7 +44,6 @@ SERVER_COMMANDS = ("dev", "start", "connect")
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what `yes | head -1` reports for `yes`
-PREFLIGHT_TIMEOUT_S = 12.0  # the probe's own 5 s, plus name resolution and connecting
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -129,7 +133,11 @@ def _run_livekit_cli(argv: list[str]) -> int:
     settings were checked: LiveKit would print a traceback for a missing URL and retry an
     unreachable server for minutes."""
     command = argv[0]
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except ConfigError as e:
+        print(f"stt-agent: {command}: {e}", file=sys.stderr)
+        return EXIT_FAILED
     if command in SERVER_COMMANDS and not {"--help", "-h"} & set(argv):
         problem = _preflight(_with_worker_options(settings, argv[1:]))
         if problem:
@@ -157,35 +165,10 @@ def _with_hint(reason: str) -> str:
 
 def _preflight(settings: Settings) -> str | None:
     """Why a worker cannot register with these settings (one line), or None when it can."""
-    from .probes import probe_livekit
+    from .check import worker_preflight
 
-    given = {
-        "LIVEKIT_URL": settings.livekit_url,
-        "LIVEKIT_API_KEY": settings.livekit_api_key,
-        "LIVEKIT_API_SECRET": settings.livekit_api_secret,
-    }
-    missing = [var for var, value in given.items() if not value]
-    if missing:
-        verb = "is" if len(missing) == 1 else "are"
-        return _with_hint(
-            f"needs a LiveKit server, but {', '.join(missing)} {verb} not set: put them in .env "
-            "(or the environment), or pass --url/--api-key/--api-secret"
-        )
-    for p in settings.problems():
-        if p.blocking and p.variable.startswith("LIVEKIT_"):
-            return _with_hint(str(p))
-
-    async def probe() -> str | None:
-        try:
-            result = await asyncio.wait_for(probe_livekit(settings), PREFLIGHT_TIMEOUT_S)
-        except TimeoutError:
-            return _with_hint(
-                f"no answer from {settings.livekit_url} within {PREFLIGHT_TIMEOUT_S:g} s: "
-                "is the server running?"
-            )
-        return None if result.ok else _with_hint(f"{result.service}: {result.message}")
-
-    return asyncio.run(probe())
+    reason = asyncio.run(worker_preflight(settings))
+    return None if reason is None else _with_hint(reason)
 
 
 def _with_worker_options(settings: Settings, argv: list[str]) -> Settings:
@@ -218,11 +201,11 @@ def _transcribe(args: argparse.Namespace) -> int:
     logging.getLogger("livekit").setLevel(logging.CRITICAL)
     try:
         settings = load_settings(args.env_file)
-    except FileNotFoundError as e:
+    except ConfigError as e:
         print(f"stt-agent: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
-    sources = []
+    sources: list[FileSource] = []
     status = 0
     for name in args.files:
         try:
@@ -235,14 +218,17 @@ def _transcribe(args: argparse.Namespace) -> int:
     return status
 
 
-async def _transcribe_sources(sources: list, settings: object, args: argparse.Namespace) -> int:
+async def _transcribe_sources(
+    sources: list[FileSource], settings: Settings, args: argparse.Namespace
+) -> int:
     from .audio import AudioSourceError
-    from .engines import ModelError, make_stt
+    from .engines import make_stt
+    from .errors import ModelError
     from .feed import TranscriptFeed, Utterance
     from .local import EngineError, transcribe
 
     try:
-        stt = make_stt(settings, engine=args.engine)  # type: ignore[arg-type]
+        stt = make_stt(settings, engine=args.engine)
     except (ModelError, ValueError) as e:
         print(f"stt-agent: {e}", file=sys.stderr)
         return 1
@@ -255,7 +241,9 @@ async def _transcribe_sources(sources: list, settings: object, args: argparse.Na
             feed = TranscriptFeed()
             run = asyncio.ensure_future(transcribe(source, stt=stt, feed=feed))
 
-            def show(event: object, name: str = source.name, run: asyncio.Future = run) -> None:
+            def show(
+                event: object, name: str = source.name, run: asyncio.Future[Any] = run
+            ) -> None:
                 nonlocal stdout_gone
                 if not (isinstance(event, Utterance) and event.final) or stdout_gone:
                     return
@@ -291,17 +279,17 @@ async def _transcribe_sources(sources: list, settings: object, args: argparse.Na
     return status
 
 
-def _print_utterance(u: object, name: str, *, as_json: bool, with_name: bool) -> None:
-    start, end, latency = u.start, u.end, u.latency_s  # type: ignore[attr-defined]
+def _print_utterance(u: Utterance, name: str, *, as_json: bool, with_name: bool) -> None:
+    start, end, latency = u.start, u.end, u.latency_s
     if as_json:
         record = {
             "file": name,
-            "text": u.text,  # type: ignore[attr-defined]
+            "text": u.text,
             "start": None if start is None else round(start, 3),
             "end": None if end is None else round(end, 3),
             "latency_ms": None if latency is None else round(latency * 1000),
-            "participant": u.participant,  # type: ignore[attr-defined]
-            "annotations": u.annotations,  # type: ignore[attr-defined]
+            "participant": u.participant,
+            "annotations": u.annotations,
         }
         # \u escapes rather than '?' where the terminal cannot show the characters
         _emit(json.dumps(record, ensure_ascii=not _stdout_takes("█é"), default=repr))
@@ -309,7 +297,7 @@ def _print_utterance(u: object, name: str, *, as_json: bool, with_name: bool) ->
     arrow = "→" if _stdout_takes("→") else "->"
     when = f"[{start:6.2f} {arrow} {end:6.2f}] " if start is not None and end is not None else ""
     prefix = f"{Path(name).name} " if with_name else ""
-    _emit(f"{prefix}{when}{u.text}")  # type: ignore[attr-defined]
+    _emit(f"{prefix}{when}{u.text}")
 
 
 def _emit(line: str) -> None:
@@ -324,44 +312,16 @@ def _emit(line: str) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from .probes import probe_assemblyai, probe_livekit
+    """The one settings check (`check.py`), printed; exit 1 when the configured mode cannot run."""
+    from .check import check_settings
 
     try:
-        settings = load_settings(args.env_file)
-    except FileNotFoundError as e:
+        report = asyncio.run(check_settings(args.env_file))
+    except FileNotFoundError as e:  # a named --env-file that is not there: bad input
         print(f"stt-agent: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-
-    where = settings.env_file or "no .env found (environment variables only)"
-    print(f"Settings from: {where}")
-    width = max(len(var) for var, _, _ in settings.as_table())
-    for var, shown, source in settings.as_table():
-        print(f"  {var:<{width}}  {shown or '-':<40}  ({source})")
-
-    problems = settings.problems()
-    print()
-    if problems:
-        print("Problems:")
-        for p in problems:
-            print(f"  ✗ {p.variable}: {p.message}\n      fix: {p.fix}")
-    else:
-        print("No problems found in the settings.")
-
-    async def probes() -> list:
-        checks = []
-        if settings.has_livekit:
-            checks.append(probe_livekit(settings))
-        if settings.assemblyai_api_key:
-            checks.append(probe_assemblyai(settings))
-        return list(await asyncio.gather(*checks))
-
-    results = asyncio.run(probes())
-    if results:
-        print("\nProbes:")
-        for r in results:
-            print(f"  {r}")
-    print(f"\n{settings.describe_mode()}")
-    failed = any(p.blocking for p in problems) or any(not r.ok for r in results)
-    if failed:
-        print("The configured mode cannot run: fix the problems or failed probes above.")
-    return 1 if failed else 0
+    except ConfigError as e:
+        print(f"stt-agent: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    print(report)
+    return 0 if report.ok else EXIT_FAILED

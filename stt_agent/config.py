@@ -1,32 +1,33 @@
-"""Settings from `.env`, the environment and Colab secrets, validated, secrets masked everywhere.
+"""Settings from `.env`, the environment and Colab secrets, with secrets masked everywhere.
 
 Precedence, lowest first: defaults, the `.env` file, Colab secrets, environment variables.
-The `.env` is looked for in the working folder and its parents up to the repository root
-(the first folder holding `.git` or `pyproject.toml`), so a notebook in `notebooks/` finds the
-repo's `.env` the way `python stt_agent.py dev` in the tutorial finds its own.
+The `.env` is the nearest one up to the repository root (`envfile.find_env_file`). Loading
+never fails on a value: what is wrong is reported by `Settings.problems()` (`validation`).
+
+Why a frozen dataclass and not pydantic-settings: loading must never raise for a bad value
+(`check` reports it, with its fix), every value must say where it came from (`.env`, Colab
+secrets, environment), Colab secrets are a source of their own, and `Secret` prints its length
+("Secret(<40 chars>)"), which tells a learner more than `SecretStr`'s stars. Each of those is
+a custom hook in pydantic-settings; together they would be more code than this, not less.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Literal
-from urllib.parse import ParseResult, urlparse
+from typing import Any, Literal
 
 from dotenv import dotenv_values
 
-__all__ = [
-    "ENV_VARS",
-    "Problem",
-    "Secret",
-    "Settings",
-    "find_env_file",
-    "load_settings",
-]
+from . import validation
+from .envfile import find_env_file
+from .errors import ConfigError
+from .validation import Problem
+
+__all__ = ["ENV_VARS", "MissingSettingsFile", "Secret", "Settings", "in_colab", "load_settings"]
 
 Engine = Literal["local", "assemblyai"]
 
@@ -52,7 +53,11 @@ ENV_VARS: dict[str, str] = {
     "STT_AGENT_MAX_STREAMS": "max_streams",
 }
 _SECRET_FIELDS = {"livekit_api_secret", "assemblyai_api_key"}
-_PLACEHOLDER = re.compile(r"^(<.*>|x+|your[-_ ].*|changeme|replace[-_ ]?me|\.\.\.|todo)$", re.I)
+_FALSE, _TRUE = ("0", "false", "no", "off"), ("1", "true", "yes", "on")
+
+
+class MissingSettingsFile(ConfigError, FileNotFoundError):
+    """A settings file named explicitly (`--env-file`, `load_settings(path)`) is not there."""
 
 
 class Secret:
@@ -95,19 +100,6 @@ class Secret:
 
 
 @dataclass(frozen=True)
-class Problem:
-    """One thing wrong with the settings, phrased so a newcomer can act on it."""
-
-    variable: str
-    message: str
-    fix: str
-    blocking: bool = True
-
-    def __str__(self) -> str:
-        return f"{self.variable}: {self.message} Fix: {self.fix}"
-
-
-@dataclass(frozen=True)
 class Settings:
     livekit_url: str = ""
     livekit_api_key: str = ""
@@ -135,6 +127,8 @@ class Settings:
     max_streams: int | None = None
     env_file: Path | None = None
     sources: Mapping[str, str] = field(default_factory=dict)
+    # Variables whose text could not be read as their type (they keep their default).
+    unreadable: frozenset[str] = frozenset()
 
     # --- what will run -------------------------------------------------------------------
 
@@ -145,13 +139,15 @@ class Settings:
     @property
     def engine(self) -> Engine:
         """AssemblyAI when a key is configured (or forced), the local engine otherwise."""
-        if self.engine_choice in ("local", "assemblyai"):
-            return self.engine_choice  # type: ignore[return-value]
-        return "assemblyai" if self.assemblyai_api_key else "local"
+        if self.engine_choice == "local":
+            return "local"
+        if self.engine_choice == "assemblyai" or self.assemblyai_api_key:
+            return "assemblyai"
+        return "local"
 
     @property
     def mode(self) -> Literal["room", "local"]:
-        return "room" if self.has_livekit and not self._livekit_problems() else "local"
+        return "room" if self.has_livekit and not validation.livekit_problems(self) else "local"
 
     def describe_mode(self) -> str:
         """One sentence saying which mode runs and why, for `check` and the notebooks."""
@@ -177,188 +173,14 @@ class Settings:
     # --- validation ----------------------------------------------------------------------
 
     def problems(self) -> list[Problem]:
-        return [*self._livekit_problems(), *self._assemblyai_problems(), *self._kit_problems()]
-
-    def _livekit_problems(self) -> list[Problem]:
-        found: list[Problem] = []
-        url, key, secret = self.livekit_url, self.livekit_api_key, self.livekit_api_secret
-        if not (url or key or secret):
-            return found
-        if url:
-            parsed = _parse_url(url)
-            if parsed is None:
-                found.append(
-                    Problem(
-                        "LIVEKIT_URL",
-                        f"{url!r} is not a valid URL (a bracket, port or character out of place).",
-                        "use wss://<project>.livekit.cloud for LiveKit Cloud or "
-                        "ws://localhost:7880 for `livekit-server --dev`.",
-                    )
-                )
-            elif parsed.username or parsed.password:
-                found.append(
-                    Problem(
-                        "LIVEKIT_URL",
-                        "holds a user name or password, which LiveKit does not use.",
-                        "remove the `user:password@` part: the server is reached with "
-                        "LIVEKIT_API_KEY and LIVEKIT_API_SECRET.",
-                    )
-                )
-            elif "<" in url or ">" in url:
-                # `wss://<project>.livekit.cloud` from .env.example parses as a valid URL.
-                found.append(
-                    Problem(
-                        "LIVEKIT_URL",
-                        f"{url!r} still holds the placeholder from .env.example.",
-                        "replace <project> with your project's name from the LiveKit dashboard, "
-                        "or use ws://localhost:7880 for `livekit-server --dev`.",
-                    )
-                )
-            elif (
-                parsed.scheme not in ("ws", "wss", "http", "https")
-                or not parsed.hostname
-                or any(c.isspace() for c in url)
-            ):
-                found.append(
-                    Problem(
-                        "LIVEKIT_URL",
-                        f"{url!r} is not a LiveKit server address.",
-                        "use wss://<project>.livekit.cloud for LiveKit Cloud or "
-                        "ws://localhost:7880 for `livekit-server --dev`.",
-                    )
-                )
-        else:
-            found.append(
-                Problem(
-                    "LIVEKIT_URL",
-                    "is empty while API credentials are set.",
-                    "copy the WebSocket URL from your LiveKit project settings.",
-                )
-            )
-        if secret and not key:
-            found.append(
-                Problem(
-                    "LIVEKIT_API_KEY",
-                    "is empty but LIVEKIT_API_SECRET is set: a secret is useless without its key.",
-                    "copy the API key shown next to the secret in your LiveKit project.",
-                )
-            )
-        if key and not secret:
-            found.append(
-                Problem(
-                    "LIVEKIT_API_SECRET",
-                    "is empty but LIVEKIT_API_KEY is set.",
-                    "copy the secret that belongs to this key (LiveKit shows it once when the "
-                    "key is created; create a new key if you lost it). For `livekit-server --dev` "
-                    "it is 'secret'.",
-                )
-            )
-        if key:
-            found += _malformed("LIVEKIT_API_KEY", key, min_len=3)
-        if secret:
-            found += _malformed("LIVEKIT_API_SECRET", secret.reveal(), min_len=6)
-        return found
-
-    def _assemblyai_problems(self) -> list[Problem]:
-        found: list[Problem] = []
-        if self.assemblyai_api_key:
-            found += _malformed("ASSEMBLYAI_API_KEY", self.assemblyai_api_key.reveal(), min_len=16)
-        elif self.engine_choice == "assemblyai":
-            found.append(
-                Problem(
-                    "ASSEMBLYAI_API_KEY",
-                    "is empty but STT_AGENT_ENGINE=assemblyai asks for AssemblyAI.",
-                    "paste your key from the AssemblyAI dashboard, or set STT_AGENT_ENGINE=local.",
-                )
-            )
-        found += self._assemblyai_model_problems()
-        parsed = _parse_url(self.assemblyai_base_url)
-        if (
-            parsed is None
-            or parsed.scheme not in ("ws", "wss")
-            or not parsed.hostname
-            or parsed.username
-            or parsed.password
-        ):
-            found.append(
-                Problem(
-                    "ASSEMBLYAI_BASE_URL",
-                    f"{self.assemblyai_base_url!r} is not a streaming endpoint.",
-                    "use wss://streaming.assemblyai.com (or wss://streaming.eu.assemblyai.com).",
-                )
-            )
-        return found
-
-    def _assemblyai_model_problems(self) -> list[Problem]:
-        """Model and options against what the installed plugin offers."""
-        from .assemblyai import MODES, SPEECH_MODELS, U3_PRO_MODELS
-
-        model, found = self.assemblyai_speech_model, []
-        if model not in SPEECH_MODELS:
-            return [
-                Problem(
-                    "ASSEMBLYAI_SPEECH_MODEL",
-                    f"{model!r} is not a speech model the AssemblyAI plugin offers.",
-                    f"use one of {', '.join(SPEECH_MODELS)}.",
-                )
-            ]
-        u3_pro = model in U3_PRO_MODELS or model == "u3-pro"
-        for var, value in (
-            ("ASSEMBLYAI_MODE", self.assemblyai_mode),
-            ("ASSEMBLYAI_LANGUAGES", ",".join(self.assemblyai_languages)),
-        ):
-            if value and not u3_pro:
-                found.append(
-                    Problem(
-                        var,
-                        f"only works with the Universal-3 Pro models, not {model}.",
-                        f"set ASSEMBLYAI_SPEECH_MODEL to {U3_PRO_MODELS[-1]} or unset {var}.",
-                    )
-                )
-        if self.assemblyai_mode and self.assemblyai_mode not in MODES:
-            found.append(
-                Problem(
-                    "ASSEMBLYAI_MODE",
-                    f"{self.assemblyai_mode!r} is not a mode.",
-                    f"use {', '.join(MODES)}.",
-                )
-            )
-        confidence = self.assemblyai_end_of_turn_confidence
-        if confidence is not None and not 0.0 <= confidence <= 1.0:  # NaN: not a number
-            found.append(
-                Problem(
-                    "ASSEMBLYAI_END_OF_TURN_CONFIDENCE",
-                    "is not a probability between 0 and 1.",
-                    "use a number such as 0.4 (the service's default).",
-                )
-            )
-        return found
-
-    def _kit_problems(self) -> list[Problem]:
-        problems = []
-        if self.engine_choice not in ("auto", "local", "assemblyai"):
-            problems.append(
-                Problem(
-                    "STT_AGENT_ENGINE",
-                    f"{self.engine_choice!r} is not an engine.",
-                    "use auto, local or assemblyai.",
-                )
-            )
-        if "STT_AGENT_MAX_STREAMS" in self.sources and (self.max_streams or 0) < 1:
-            problems.append(
-                Problem(
-                    "STT_AGENT_MAX_STREAMS",
-                    "is not a whole number of streams of at least 1.",
-                    "set it to how many speakers one worker should transcribe, e.g. 4.",
-                )
-            )
-        return problems
+        """Everything wrong with these settings, each with its fix (see `validation`)."""
+        return validation.problems(self)
 
     # --- presentation --------------------------------------------------------------------
 
     def as_table(self) -> list[tuple[str, str, str]]:
         """(variable, shown value, where it came from) with every secret masked."""
-        rows = []
+        rows: list[tuple[str, str, str]] = []
         for var, attr in ENV_VARS.items():
             value = getattr(self, attr)
             if isinstance(value, tuple):
@@ -371,7 +193,9 @@ class Settings:
 
     def __repr__(self) -> str:
         parts = ", ".join(
-            f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.name != "sources"
+            f"{f.name}={getattr(self, f.name)!r}"
+            for f in fields(self)
+            if f.name not in ("sources", "unreadable")
         )
         return f"Settings({parts})"
 
@@ -389,59 +213,16 @@ class Settings:
                 env[var] = ",".join(value) if isinstance(value, tuple) else str(value)
 
 
-def _malformed(variable: str, value: str, *, min_len: int) -> list[Problem]:
-    stripped = value.strip().strip("'\"")
-    # Placeholders first: `<your key>` has a space, but "placeholder" is the useful diagnosis.
-    if _PLACEHOLDER.match(stripped):
-        return [
-            Problem(
-                variable,
-                "still holds the placeholder from .env.example.",
-                "replace it with the real value.",
-            )
-        ]
-    if value != value.strip() or any(c.isspace() for c in value):
-        return [
-            Problem(variable, "contains spaces or a line break.", "paste it again without them.")
-        ]
-    if value != stripped:
-        return [
-            Problem(
-                variable, "is wrapped in quotes that are part of the value.", "remove the quotes."
-            )
-        ]
-    if len(value) < min_len:
-        return [
-            Problem(
-                variable,
-                f"is only {len(value)} characters long, too short to be real.",
-                "copy the whole value.",
-            )
-        ]
-    return []
-
-
-def find_env_file(start: Path | None = None) -> Path | None:
-    """The nearest `.env` from `start` (default: the working folder) up to the repo root."""
-    here = (start or Path.cwd()).resolve()
-    found: list[Path] = []
-    for folder in (here, *here.parents):
-        candidate = folder / ".env"
-        if candidate.is_file():
-            found.append(candidate)
-        if (folder / ".git").exists() or (folder / "pyproject.toml").is_file():
-            return found[0] if found else None
-    # Not inside a repository: only the working folder's own .env counts, never a stray
-    # one in a parent such as the home folder.
-    local = here / ".env"
-    return local if local.is_file() else None
+def in_colab() -> bool:
+    """Whether this runs in Google Colab, whose secrets panel replaces the `.env` file."""
+    return "google.colab" in sys.modules  # Colab's kernel imports it; nothing else does
 
 
 def _colab_secrets(names: list[str]) -> dict[str, str]:
-    if "google.colab" not in sys.modules:
+    if not in_colab():
         return {}
     try:
-        from google.colab import userdata  # type: ignore[import-not-found]
+        from google.colab import userdata
     except ImportError:
         return {}
     found = {}
@@ -450,9 +231,20 @@ def _colab_secrets(names: list[str]) -> dict[str, str]:
             value = userdata.get(name)
         except Exception:  # Colab raises a zoo of errors for "not granted/not set"
             continue
-        if value:
+        if isinstance(value, str) and value:
             found[name] = value
     return found
+
+
+def _read_env_file(path: Path) -> dict[str, str]:
+    try:
+        values = dotenv_values(path)
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(
+            f"{path}: cannot be read as a settings file ({type(e).__name__}); save it as "
+            "UTF-8 text with one VARIABLE=value per line"
+        ) from None
+    return {var: value for var, value in values.items() if var in ENV_VARS and value}
 
 
 def load_settings(
@@ -461,63 +253,51 @@ def load_settings(
     """Resolve the settings; never raises for bad values (see `Settings.problems()`).
 
     `env_file` names a file to read instead of searching for `.env`; a missing file named
-    explicitly is an error, because the learner asked for it.
+    explicitly is an error (`MissingSettingsFile`), because the learner asked for it.
     """
     env = os.environ if environ is None else environ
-    if env_file is not None:
-        path: Path | None = Path(env_file).expanduser()
-        assert path is not None
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such settings file")
-    else:
-        path = find_env_file()
+    path = find_env_file() if env_file is None else Path(env_file).expanduser()
+    if path is not None and not path.is_file():
+        raise MissingSettingsFile(f"{path}: no such settings file")
 
-    raw: dict[str, str] = {}
-    sources: dict[str, str] = {}
+    raw: dict[str, tuple[str, str]] = {}  # variable -> (text, where it came from)
     if path is not None:
-        for var, value in dotenv_values(path).items():
-            if var in ENV_VARS and value:
-                raw[var], sources[var] = value, str(path.name)
+        raw.update((var, (value, path.name)) for var, value in _read_env_file(path).items())
     for var, value in _colab_secrets([v for v in ENV_VARS if v not in env]).items():
-        raw[var], sources[var] = value, "Colab secrets"
-    for var in ENV_VARS:
-        if env.get(var):
-            raw[var], sources[var] = env[var], "environment"
+        raw[var] = (value, "Colab secrets")
+    raw.update((var, (env[var], "environment")) for var in ENV_VARS if env.get(var))
 
-    values: dict[str, object] = {}
-    for var, attr in ENV_VARS.items():
-        if var not in raw:
-            continue
-        text = raw[var].strip() if attr not in _SECRET_FIELDS else raw[var]
-        values[attr] = _convert(attr, text)
-    return Settings(**values, env_file=path, sources=sources)  # type: ignore[arg-type]
-
-
-def _parse_url(url: str) -> ParseResult | None:
-    """The URL's parts, or None when Python's own parser (or its host/port reading) refuses it."""
-    try:
-        parsed = urlparse(url)
-        _ = parsed.hostname, parsed.port  # both raise ValueError on a malformed netloc
-    except ValueError:
-        return None
-    return parsed
+    values: dict[str, Any] = {}  # each value has its field's type, by `_convert`
+    sources: dict[str, str] = {}
+    unreadable: set[str] = set()
+    for var, (text, source) in raw.items():
+        attr = ENV_VARS[var]
+        if attr not in _SECRET_FIELDS:
+            text = text.strip()
+            if not text:
+                continue  # only white space: as good as unset
+        sources[var] = source
+        try:
+            values[attr] = _convert(attr, text)
+        except ValueError:
+            unreadable.add(var)  # reported by problems(); the default stays
+    return replace(
+        Settings(), **values, env_file=path, sources=sources, unreadable=frozenset(unreadable)
+    )
 
 
 def _convert(attr: str, text: str) -> object:
+    """The setting's value from its text; ValueError when the text is not of its type."""
     if attr in _SECRET_FIELDS:
         return Secret(text)
     if attr in ("assemblyai_format_turns", "assemblyai_speaker_labels"):
-        return text.strip().lower() not in ("0", "false", "no", "off")
+        if text.lower() not in (*_FALSE, *_TRUE):
+            raise ValueError(text)
+        return text.lower() in _TRUE
     if attr == "assemblyai_end_of_turn_confidence":
-        try:
-            return float(text)
-        except ValueError:
-            return float("nan")  # reported by problems(), not silently ignored
+        return float(text)
     if attr in ("assemblyai_min_turn_silence_ms", "assemblyai_max_turn_silence_ms", "max_streams"):
-        try:
-            return int(text)
-        except ValueError:
-            return None
+        return int(text)
     if attr in ("assemblyai_keyterms", "assemblyai_languages"):
         return tuple(t.strip() for t in text.split(",") if t.strip())
     return text

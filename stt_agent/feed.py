@@ -17,7 +17,9 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+
+from .loops import call_on
 
 __all__ = ["MetricsEvent", "TranscriptFeed", "Utterance"]
 
@@ -105,15 +107,7 @@ class TranscriptFeed:
     # --- publishing (any thread) --------------------------------------------------------
 
     def publish(self, event: FeedEvent) -> None:
-        home = self._home()
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if home is None or running is home:
-            self._dispatch(event)
-        elif not home.is_closed():
-            home.call_soon_threadsafe(self._dispatch, event)
+        call_on(self._home(), lambda: self._dispatch(event))
 
     def _dispatch(self, event: FeedEvent) -> None:
         if isinstance(event, Utterance):
@@ -163,7 +157,7 @@ class TranscriptFeed:
                 item = await queue.get()
                 if item is _CLOSED:
                     return
-                yield item  # type: ignore[misc]
+                yield cast(FeedEvent, item)  # anything else in the queue is an event
         finally:
             with self._lock:
                 if queue in self._queues:
@@ -180,17 +174,8 @@ class TranscriptFeed:
                 q.put_nowait(_CLOSED)
 
         home = self._home()
-        if home is None or home.is_closed():
-            _close()
-        else:
-            try:
-                running = asyncio.get_running_loop()
-            except RuntimeError:
-                running = None
-            if running is home:
-                _close()
-            else:
-                home.call_soon_threadsafe(_close)
+        # A closed home loop has no readers left to wake, but the feed still says it closed.
+        call_on(None if home is None or home.is_closed() else home, _close)
 
     # --- export -------------------------------------------------------------------------
 

@@ -27,32 +27,21 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import itertools
 import json
-import queue
-import re
 import threading
-from collections.abc import Awaitable, Callable, Iterable
-from concurrent.futures import Executor, Future
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from .feed import Utterance
+from .handler_threads import DaemonThreads
 from .scrub import describe
 
-__all__ = [
-    "HandlerStats",
-    "TurnHandlers",
-    "append_jsonl",
-    "keyword_alert",
-    "redact",
-    "words_per_minute",
-]
+__all__ = ["Handler", "HandlerStats", "TurnHandlers"]
 
 Handler = Callable[[Utterance], Any | Awaitable[Any]]
 DEFAULT_TIMEOUT_S = 2.0
-_IDLE_THREAD_S = 30.0  # an idle handler thread exits after this long
 
 
 @dataclass
@@ -85,7 +74,7 @@ class TurnHandlers:
         self._handlers: dict[str, Handler] = {}
         self._lock = threading.Lock()
         self.stats: dict[str, HandlerStats] = {}
-        self._threads: _DaemonThreads | None = None
+        self._threads: DaemonThreads | None = None
         # abandoned calls still running in their threads, by id() of the function: a fixed
         # version registered under the same name is not held back by the stuck one
         self._stuck: dict[int, int] = {}
@@ -194,10 +183,9 @@ class TurnHandlers:
         """One handler call; None when it was abandoned (out of time, or `close()`)."""
         thread_job: list[Future[_Outcome]] = []
         task = asyncio.ensure_future(self._invoke(fn, utterance, thread_job))
+        waiters: set[asyncio.Future[Any]] = {task, closing}
         try:
-            await asyncio.wait(
-                {task, closing}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
-            )
+            await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
         finally:
             if not task.done():
                 task.cancel()  # an async handler gets CancelledError; a thread runs on
@@ -222,10 +210,10 @@ class TurnHandlers:
             return await _guarded_await(lambda _: outcome.value, utterance)
         return outcome
 
-    def _executor(self) -> _DaemonThreads:
+    def _executor(self) -> DaemonThreads:
         with self._lock:
             if self._threads is None:
-                self._threads = _DaemonThreads("stt-agent-handler")
+                self._threads = DaemonThreads("stt-agent-handler")
             return self._threads
 
     def _mark_stuck(self, key: int, job: Future[_Outcome]) -> None:
@@ -281,78 +269,6 @@ class TurnHandlers:
 
     def __repr__(self) -> str:
         return f"TurnHandlers({self.names}, timeout_s={self.timeout_s})"
-
-
-class _DaemonThreads(Executor):
-    """Runs one agent's plain-function handlers on daemon threads, started when all are busy,
-    reused while idle, ended after a while idle or at `shutdown()`.
-
-    Why not `ThreadPoolExecutor`: its fixed pool fills up with stuck calls, and its threads
-    are joined at interpreter exit, so one `time.sleep(10**6)` keeps the process alive.
-    """
-
-    def __init__(self, prefix: str, idle_s: float = _IDLE_THREAD_S) -> None:
-        self._prefix = prefix
-        self._idle_s = idle_s
-        self._lock = threading.Lock()
-        self._idle: list[tuple[queue.SimpleQueue[Any], threading.Thread]] = []  # inbox, thread
-        self._closed = False
-        self._numbers = itertools.count(1)
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        future: Future[Any] = Future()
-        job = (future, fn, args, kwargs)
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("cannot run a handler: these threads were shut down")
-            if self._idle:
-                self._idle.pop()[0].put(job)
-                return future
-            number = next(self._numbers)
-        inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        inbox.put(job)
-        threading.Thread(
-            target=self._work, args=(inbox,), name=f"{self._prefix}-{number}", daemon=True
-        ).start()
-        return future
-
-    def _work(self, inbox: queue.SimpleQueue[Any]) -> None:
-        job = inbox.get()
-        while job is not None:
-            future, fn, args, kwargs = job
-            job = None  # hold no reference to the utterance while idle
-            if future.set_running_or_notify_cancel():
-                try:
-                    future.set_result(fn(*args, **kwargs))
-                except BaseException as e:
-                    future.set_exception(e)
-            del future, fn, args, kwargs
-            me = (inbox, threading.current_thread())
-            with self._lock:
-                if self._closed:
-                    return
-                self._idle.append(me)
-            try:
-                job = inbox.get(timeout=self._idle_s)
-            except queue.Empty:
-                with self._lock:
-                    if me in self._idle:
-                        self._idle.remove(me)
-                        return
-                # handed a job (or told to stop) just as the wait ended: it is in the inbox
-                job = inbox.get()
-
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """End the idle threads (joined when `wait`: they are idle, so that is at once) and
-        let busy ones end after their call; a stuck one is never waited for."""
-        with self._lock:
-            self._closed = True
-            idle, self._idle = self._idle, []
-        for inbox, _ in idle:
-            inbox.put(None)
-        if wait:
-            for _, thread in idle:
-                thread.join(timeout=1.0)
 
 
 def _is_async(fn: Handler) -> bool:
@@ -424,59 +340,3 @@ def _kind(value: Any) -> str:
 
 def _name_of(fn: Callable[..., Any]) -> str:
     return getattr(fn, "__name__", None) or type(fn).__name__
-
-
-# --- examples ------------------------------------------------------------------------------
-
-
-def keyword_alert(keywords: Iterable[str]) -> Handler:
-    """Annotate utterances that mention any of `keywords` (whole words, any case)."""
-    words = [k.lower() for k in keywords]
-    pattern = re.compile(r"\b(" + "|".join(map(re.escape, words)) + r")\b", re.I)
-
-    def keyword_alert(u: Utterance) -> dict[str, Any] | None:
-        hits = sorted({m.group(1).lower() for m in pattern.finditer(u.text)})
-        return {"alert": hits} if hits else None
-
-    return keyword_alert
-
-
-_DEFAULT_REDACTIONS = (
-    r"\b\d[\d -]{6,}\d\b",  # card, phone and account numbers
-    r"\b[\w.+-]+@[\w-]+\.[\w.]+\b",  # e-mail addresses
-)
-
-
-def redact(words: Iterable[str] = (), *, patterns: Iterable[str] = _DEFAULT_REDACTIONS) -> Handler:
-    """Replace the given words and patterns with █ blocks (returns the new text)."""
-    parts = [*patterns, *(r"\b" + re.escape(w) + r"\b" for w in words)]
-    pattern = re.compile("|".join(parts), re.I) if parts else None
-
-    def redact(u: Utterance) -> str | None:
-        if pattern is None:
-            return None
-        new = pattern.sub(lambda m: "█" * len(m.group(0)), u.text)
-        return new if new != u.text else None
-
-    return redact
-
-
-def words_per_minute(u: Utterance) -> dict[str, Any] | None:
-    """Speaking rate of the utterance, from its audio timestamps."""
-    if u.start is None or u.end is None or u.end <= u.start:
-        return None
-    words = len(u.text.split())
-    return {"wpm": round(words / ((u.end - u.start) / 60.0))}
-
-
-def append_jsonl(path: str | Path) -> Handler:
-    """Append every utterance to a JSON Lines file (one object per line)."""
-    target = Path(path)
-    lock = threading.Lock()
-
-    def append_jsonl(u: Utterance) -> None:
-        line = json.dumps(u.to_dict(), ensure_ascii=False)
-        with lock, target.open("a", encoding="utf-8") as f:
-            f.write(line + "\n")
-
-    return append_jsonl

@@ -15,10 +15,11 @@ from typing import Any
 from livekit.agents import stt as lk_stt
 
 from .agent import Transcriber, make_session
-from .assemblyai import AssemblyAISTT
-from .audio import AudioSource, SourceAudioInput, as_source
+from .audio import AudioSource, as_source
+from .audio_input import SourceAudioInput
 from .config import Settings, load_settings
 from .engines import LocalSTT, load_vad, make_stt
+from .engines.assemblyai import AssemblyAISTT
 from .errors import EngineError
 from .feed import TranscriptFeed, Utterance
 from .handlers import TurnHandlers
@@ -99,7 +100,7 @@ class LocalRun:
         if not progress.exact and getattr(source, "realtime", True) is False:
             # Streaming services expect audio at the speed it is spoken (AssemblyAI closes a
             # session that sends faster, error 3007), so files are paced for them.
-            source.realtime = True  # type: ignore[attr-defined]
+            source.realtime = True  # type: ignore[attr-defined]  # paced sources only: checked above
         realtime = getattr(source, "realtime", True)
         turns = TurnObserver(
             feed=self.feed,
@@ -212,6 +213,7 @@ async def transcribe(
             bar.cancel()
 
 
-async def transcribe_file(path: str, **options: object) -> list[Utterance]:
-    """`await transcribe_file("talk.mp3")`: the final utterances of one audio file."""
-    return await transcribe(str(path), **options)  # type: ignore[arg-type]
+async def transcribe_file(path: str, **options: Any) -> list[Utterance]:
+    """`await transcribe_file("talk.mp3")`: the final utterances of one audio file; `options`
+    are `transcribe`'s."""
+    return await transcribe(str(path), **options)

@@ -8,10 +8,12 @@ and HTTP status are used.
 from __future__ import annotations
 
 import asyncio
+import warnings
 from dataclasses import dataclass
 from urllib.parse import urlparse, urlunparse
 
 import aiohttp
+from jwt.warnings import InsecureKeyLengthWarning
 
 from .config import Settings
 
@@ -25,9 +27,15 @@ class ProbeResult:
     service: str
     ok: bool
     message: str
+    configured: bool = True  # False: nothing to probe, which is fine (local mode, local engine)
 
     def __str__(self) -> str:
         return f"{'ok  ' if self.ok else 'FAIL'} {self.service}: {self.message}"
+
+
+def _first_problem(settings: Settings, *prefixes: str) -> str | None:
+    """The first variable the probe needs that has a problem: asking with it proves nothing."""
+    return next((p.variable for p in settings.problems() if p.variable.startswith(prefixes)), None)
 
 
 def _http_url(url: str) -> str:
@@ -42,15 +50,20 @@ async def probe_livekit(settings: Settings, timeout_s: float = DEFAULT_TIMEOUT_S
 
     service = "LiveKit server"
     if not settings.has_livekit:
-        return ProbeResult(service, False, "not configured (local mode needs no server)")
-    if any(p.variable == "LIVEKIT_URL" for p in settings.problems()):
-        return ProbeResult(service, False, "not tried: LIVEKIT_URL has to be fixed first")
+        return ProbeResult(service, False, "not configured (local mode needs no server)", False)
+    if blocked := _first_problem(settings, "LIVEKIT_"):
+        return ProbeResult(service, False, f"not tried: {blocked} has to be fixed first")
     url = _http_url(settings.livekit_url)
     try:
-        async with api.LiveKitAPI(
-            url, settings.livekit_api_key, settings.livekit_api_secret.reveal()
-        ) as lk:
-            rooms = await asyncio.wait_for(lk.room.list_rooms(api.ListRoomsRequest()), timeout_s)
+        with warnings.catch_warnings():
+            # `livekit-server --dev`'s secret is the word "secret": PyJWT's key-length advice
+            # is right for production keys and only noise for the dev server.
+            warnings.simplefilter("ignore", InsecureKeyLengthWarning)
+            async with api.LiveKitAPI(
+                url, settings.livekit_api_key, settings.livekit_api_secret.reveal()
+            ) as lk:
+                request = lk.room.list_rooms(api.ListRoomsRequest())
+                rooms = await asyncio.wait_for(request, timeout_s)
     except TimeoutError:
         return ProbeResult(
             service, False, f"no answer from {url} within {timeout_s:g} s: is the server running?"
@@ -80,9 +93,10 @@ async def probe_assemblyai(settings: Settings, timeout_s: float = DEFAULT_TIMEOU
     """Ask AssemblyAI for a short-lived streaming token: 200 means the key is good."""
     service = "AssemblyAI"
     if not settings.assemblyai_api_key:
-        return ProbeResult(service, False, "no ASSEMBLYAI_API_KEY (the local engine is used)")
-    if any(p.variable == "ASSEMBLYAI_BASE_URL" for p in settings.problems()):
-        return ProbeResult(service, False, "not tried: ASSEMBLYAI_BASE_URL has to be fixed first")
+        message = "no ASSEMBLYAI_API_KEY (the local engine is used)"
+        return ProbeResult(service, False, message, False)
+    if blocked := _first_problem(settings, "ASSEMBLYAI_API_KEY", "ASSEMBLYAI_BASE_URL"):
+        return ProbeResult(service, False, f"not tried: {blocked} has to be fixed first")
     headers = {"Authorization": settings.assemblyai_api_key.reveal()}
     url = settings.assemblyai_base_url
     try:

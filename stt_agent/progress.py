@@ -27,6 +27,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
+from .loops import call_on
+
 __all__ = ["RunProgress", "Verdict", "current_progress"]
 
 SAMPLE_RATE = 16_000
@@ -87,15 +89,7 @@ class RunProgress:
         """Something changed; `recogniser=True` when the recogniser itself made progress."""
         if recogniser:
             self.last_recogniser_news = time.monotonic()
-        loop = self._loop
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if loop is None or running is loop:
-            self._changed.set()
-        elif not loop.is_closed():
-            loop.call_soon_threadsafe(self._changed.set)
+        call_on(self._loop, self._changed.set)
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -167,6 +161,7 @@ class RunProgress:
             await asyncio.wait_for(self._changed.wait(), timeout)
 
 
-current_progress: contextvars.ContextVar[RunProgress] = contextvars.ContextVar(
-    "stt_agent_run_progress"
+# None outside a local run: a stream there keeps a private record (see LocalSpeechStream).
+current_progress: contextvars.ContextVar[RunProgress | None] = contextvars.ContextVar(
+    "stt_agent_run_progress", default=None
 )

@@ -15,9 +15,9 @@ import pytest
 import stt_agent
 from benchmarks.scoring import normalise
 from stt_agent import TranscriptFeed, Utterance, samples
-from stt_agent.assemblyai_simulator import whisper_words
 from stt_agent.config import Secret, Settings
 from stt_agent.engines import make_stt
+from stt_agent.engines.assemblyai_simulator import whisper_words
 from stt_agent.probes import probe_assemblyai
 from tests.cli import clean_env, run_cli
 from tests.standins.assemblyai_v3 import AssemblyAIStandIn

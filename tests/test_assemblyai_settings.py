@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from stt_agent.assemblyai import MODES, SPEECH_MODELS, U3_PRO_MODELS, make_assemblyai_stt
+import pytest
+
 from stt_agent.config import Secret, Settings, load_settings
+from stt_agent.engines.assemblyai import MODES, SPEECH_MODELS, U3_PRO_MODELS, make_assemblyai_stt
 
 KEY = Secret("k" * 32)
 
@@ -63,3 +65,25 @@ def test_check_names_what_the_plugin_would_refuse():
         environ={"ASSEMBLYAI_API_KEY": KEY.reveal(), "ASSEMBLYAI_END_OF_TURN_CONFIDENCE": "high"}
     )
     assert [p.variable for p in bad.problems()] == ["ASSEMBLYAI_END_OF_TURN_CONFIDENCE"]
+
+
+def test_settings_the_plugin_refuses_are_one_config_error_that_names_them():
+    from stt_agent import ConfigError
+
+    settings = Settings(
+        assemblyai_api_key=KEY,
+        assemblyai_speech_model="universal-streaming-english",
+        assemblyai_mode="max_accuracy",  # Universal-3 Pro only
+    )
+    with pytest.raises(ConfigError) as refused:
+        make_assemblyai_stt(settings)
+    message = str(refused.value)
+    assert "'mode'" in message and "ASSEMBLYAI_" in message and "check" in message
+    assert KEY.reveal() not in message
+
+
+def test_an_unknown_engine_is_a_config_error_that_says_what_to_use():
+    from stt_agent import ConfigError, make_stt
+
+    with pytest.raises(ConfigError, match=r"use 'local' or 'assemblyai'.*STT_AGENT_ENGINE"):
+        make_stt(Settings(), engine="whisper")

@@ -10,7 +10,7 @@ import pytest
 import stt_agent
 from benchmarks.scoring import corpus_wer
 from stt_agent import samples
-from stt_agent.assemblyai_simulator import AssemblyAISimulator
+from stt_agent.engines.assemblyai_simulator import AssemblyAISimulator
 from stt_agent.probes import probe_assemblyai
 
 

@@ -32,11 +32,11 @@ pytest_plugins = ["tests.browser"]
 pytestmark = pytest.mark.browser
 
 RECORDING = samples.path("jfk")
-MIC_JS = Path(__file__).resolve().parents[1] / "stt_agent" / "mic.js"
+MIC_JS = Path(__file__).resolve().parents[1] / "stt_agent" / "ui" / "mic.js"
 
 CELLS = [
     "import stt_agent",
-    "from stt_agent.mic import MicWidget",
+    "from stt_agent.ui.mic import MicWidget",
     "mic = MicWidget(autostart=True)\nmic",
     "handle = await stt_agent.start_local(mic)",
     "stt_agent.TranscriptView(handle.feed)",

@@ -23,6 +23,8 @@ import pytest
 
 from benchmarks.scoring import normalise
 from stt_agent import samples
+from stt_agent.cli import main
+from stt_agent.config import ENV_VARS
 from tests.cli import REPO, clean_env, run_cli
 from tests.standins.livekit_server import LiveKitStandIn
 
@@ -297,3 +299,90 @@ def test_check_answers_any_url_with_a_problem_line_never_a_traceback(variable, u
     assert result.returncode == 1
     assert "Traceback" not in result.stdout + result.stderr
     assert f"✗ {variable}:" in result.stdout or f"{variable}:" in result.stdout, result.stdout
+
+
+# --- `check` answers any string in any setting ---------------------------------------------
+
+# Odd strings a setting may hold: empty, only spaces, non-ASCII, very long, control characters
+# (NUL cannot be in an environment variable), and the characters URL and format parsers trip on.
+ODD_VALUES = {
+    "empty": "",
+    "spaces": "   ",
+    "unicode": "é日本語 ✓",
+    "long": "x" * 5000,
+    "control": "\x01\x1b[31m\x7f",
+    "bracket": "[",
+    "at": "@",
+    "percent": "%",
+}
+# Settings that are free text: these odd values are usable there (an agent's name, words to
+# boost), so `check` rightly has nothing to say. Control characters are refused everywhere.
+FREE_TEXT = {"STT_AGENT_AGENT_NAME", "ASSEMBLYAI_KEYTERMS"}
+
+
+def _accepted(variable: str, label: str) -> bool:
+    if label == "empty":
+        return True  # an empty variable is an unset one: the default applies
+    if label == "spaces":
+        # white space only is unset too, except for secrets, which are never trimmed
+        return variable not in ("LIVEKIT_API_SECRET", "ASSEMBLYAI_API_KEY")
+    return variable in FREE_TEXT and label != "control"
+
+
+def _problem_blocks(stdout: str) -> dict[str, str]:
+    """variable -> the line after its `✗ VARIABLE:` line in the Problems section (its fix)."""
+    lines = stdout.splitlines()
+    start = lines.index("Problems:") + 1 if "Problems:" in lines else len(lines)
+    end = lines.index("", start) if "" in lines[start:] else len(lines)
+    return {
+        lines[i].split("✗ ", 1)[1].split(":", 1)[0]: lines[i + 1] if i + 1 < end else ""
+        for i in range(start, end)
+        if lines[i].startswith("  ✗ ")
+    }
+
+
+@pytest.mark.parametrize("label", list(ODD_VALUES))
+@pytest.mark.parametrize("variable", list(ENV_VARS))
+def test_check_answers_any_string_in_any_setting(variable, label, tmp_path, monkeypatch, capsys):
+    """In-process (144 cases would take minutes as subprocesses): `main(["check"])` must
+    return, never raise; a value it cannot use is a problem line with its fix and exit 1."""
+    (tmp_path / ".git").mkdir()  # no .env discovery beyond this folder
+    monkeypatch.chdir(tmp_path)
+    for var in ENV_VARS:
+        monkeypatch.delenv(var, raising=False)
+    # Whatever is accepted, nothing may be probed beyond this machine.
+    monkeypatch.setenv("ASSEMBLYAI_BASE_URL", "ws://127.0.0.1:9")
+    monkeypatch.setenv(variable, ODD_VALUES[label])
+
+    status = main(["check"])
+    out = capsys.readouterr()
+    assert "Traceback" not in out.out + out.err
+    if _accepted(variable, label):
+        assert status == 0, out.out
+        assert "No problems found in the settings." in out.out
+    else:
+        assert status == 1, out.out
+        problems = _problem_blocks(out.out)
+        assert variable in problems, out.out
+        assert all(fix.startswith("      fix: ") for fix in problems.values()), out.out
+
+
+def test_check_answers_odd_strings_everywhere_at_once_in_one_process_run(tmp_path):
+    env = clean_env(**{var: "[" for var in ENV_VARS})
+    result = run_cli("check", cwd=tmp_path, env=env)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stdout + result.stderr
+    problems = _problem_blocks(result.stdout)
+    # Whether languages fit depends on the speech model, and the model is wrong first.
+    assert set(problems) == set(ENV_VARS) - FREE_TEXT - {"ASSEMBLYAI_LANGUAGES"}, result.stdout
+    assert all(fix.startswith("      fix: ") for fix in problems.values())
+
+
+def test_check_answers_a_settings_file_that_is_not_text(tmp_path):
+    env_file = tmp_path / "binary.env"
+    env_file.write_bytes(b"LIVEKIT_URL=\xff\xfe\x80\n")
+    result = run_cli("check", "--env-file", str(env_file), cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"stt-agent: {env_file}: cannot be read")

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from stt_agent.config import ENV_VARS, Secret, Settings, find_env_file, load_settings
+from stt_agent.config import ENV_VARS, Secret, Settings, load_settings
+from stt_agent.envfile import find_env_file
 from tests.cli import run_cli
 
 LK_TRIO = {
@@ -444,8 +445,8 @@ def test_check_cli_unreachable_server_fails_without_leaking(tmp_path: Path) -> N
     output = result.stdout + result.stderr
     assert result.returncode == 1, output
     assert "cannot reach http://127.0.0.1:9" in output
-    assert "FAIL LiveKit server" in output
-    assert "FAIL AssemblyAI" in output
+    assert "✗ LiveKit server" in output
+    assert "✗ AssemblyAI" in output
     assert "Secret(<40 chars>)" in output  # the table is there, masked
     _assert_absent(output, lk_secret, aai_key)
 

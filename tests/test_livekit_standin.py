@@ -121,9 +121,10 @@ async def test_wrong_secret_is_refused_and_the_worker_gives_up_after_max_retry(
     assert lk.workers == []
     assert lk.auth_failures == 3
     times = [f.at for f in lk.auth_failure_log]
-    assert times[1] - times[0] < 0.5
-    assert 1.8 < times[2] - times[1] < 3.0
-    assert 1.8 < elapsed < 4.0
+    # LiveKit's back-off: 2 s before the third try. Lower bounds
+    # only: a busy machine can stretch the waits, never shorten them.
+    assert times[2] - times[1] > 1.8
+    assert elapsed > 1.8
     assert {f.reason for f in lk.auth_failure_log} == {
         "invalid token: Signature verification failed"
     }

@@ -12,12 +12,11 @@ import numpy as np
 import pytest
 from aiohttp import web
 
-import stt_agent.engines as engines
 from benchmarks.scoring import corpus_wer, normalise
 from stt_agent import TranscriptFeed, Utterance, samples
 from stt_agent.audio import SAMPLE_RATE, ArraySource, AudioSourceError, FileSource
 from stt_agent.config import Secret, Settings
-from stt_agent.engines import make_stt
+from stt_agent.engines import load_whisper, make_stt
 from stt_agent.local import EngineError, LocalRun
 from stt_agent.progress import MAX_UNHEARD_S
 
@@ -37,7 +36,8 @@ CLIPS = ("jfk", "librispeech_2412", "austen_0870")
 async def test_a_recogniser_slower_than_decoding_still_gets_every_word(local_stt, monkeypatch):
     """The decoder waits for the recogniser (backpressure), and the run ends only when the
     last utterance is through: nothing is cut off, however slow the speech model is."""
-    decode = engines._decode
+    loaded = load_whisper(local_stt.model)
+    decode = loaded.decoder  # the public seam: what the model's thread runs on each batch
 
     def slow_decode(*args, **kwargs):
         import time
@@ -45,7 +45,7 @@ async def test_a_recogniser_slower_than_decoding_still_gets_every_word(local_stt
         time.sleep(0.4)  # a model much slower than PyAV decoding
         return decode(*args, **kwargs)
 
-    monkeypatch.setattr(engines, "_decode", slow_decode)
+    monkeypatch.setattr(loaded, "decoder", slow_decode)
     audio = _speech(*CLIPS)
     run = LocalRun(
         source=ArraySource(audio, name="three clips"), stt=local_stt, feed=TranscriptFeed()

@@ -12,7 +12,7 @@ import pytest
 
 import stt_agent
 from stt_agent.audio import SAMPLE_RATE, AudioSource, FileSource, as_source
-from stt_agent.mic import MicrophoneError, MicWidget
+from stt_agent.ui.mic import MicrophoneError, MicWidget
 
 FRAME = 320  # 20 ms at 16 kHz
 

@@ -20,7 +20,7 @@ import stt_agent
 from benchmarks.scoring import corpus_wer
 from stt_agent import samples
 from stt_agent.audio import SAMPLE_RATE
-from stt_agent.speaker import VirtualSpeaker
+from stt_agent.room.speaker import VirtualSpeaker
 from tests.standins.livekit_server import LiveKitStandIn
 
 pytestmark = pytest.mark.room_media
@@ -266,7 +266,7 @@ class _TranscriptViewer:
 
 async def test_every_speaker_is_transcribed_under_their_identity(lk, local_stt):
     from stt_agent.config import Secret, Settings
-    from stt_agent.rooms import mint_user_token, open_room
+    from stt_agent.room.rooms import mint_user_token, open_room
 
     started = time.perf_counter()
     settings = Settings(
@@ -343,7 +343,7 @@ async def test_who_is_transcribed_follows_the_room(lk, local_stt):
     """Someone already speaking when the agent arrives is transcribed; an agent publishing
     audio is not; unpublishing the microphone ends that participant's session."""
     from stt_agent.config import Secret, Settings
-    from stt_agent.rooms import open_room
+    from stt_agent.room.rooms import open_room
 
     room = "who-room"
     clip = samples.path("austen_0930")
@@ -393,7 +393,7 @@ async def test_who_is_transcribed_follows_the_room(lk, local_stt):
 
 async def test_stop_while_someone_speaks_leaves_the_room(lk, local_stt):
     from stt_agent.config import Secret, Settings
-    from stt_agent.rooms import mint_user_token, open_room
+    from stt_agent.room.rooms import mint_user_token, open_room
 
     settings = Settings(
         livekit_url=lk.ws_url, livekit_api_key=lk.api_key, livekit_api_secret=Secret(lk.api_secret)
@@ -437,7 +437,7 @@ async def test_the_worker_tells_livekit_it_is_full_at_its_stream_capacity(lk, lo
     from livekit.protocol import agent as lk_agent
 
     from stt_agent.config import Secret, Settings
-    from stt_agent.rooms import open_room
+    from stt_agent.room.rooms import open_room
 
     room = "busy-room"
     settings = Settings(

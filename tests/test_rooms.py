@@ -8,7 +8,7 @@ import pytest
 from livekit import api
 
 from stt_agent.config import Secret, Settings
-from stt_agent.rooms import (
+from stt_agent.room.rooms import (
     RoomError,
     RoomSession,
     mint_user_token,

@@ -11,7 +11,8 @@ import pytest
 
 import stt_agent
 from benchmarks.scoring import corpus_wer
-from stt_agent import TranscriptFeed, TranscriptView, Utterance, samples
+from stt_agent import LocalSTT, TranscriptFeed, TranscriptView, Utterance, samples
+from stt_agent.handle import REPLACED, current_agent
 
 
 def _finals(feed: TranscriptFeed) -> list[Utterance]:
@@ -99,17 +100,18 @@ async def test_slow_handlers_are_timed_out(jfk, local_stt):
 async def test_the_speech_model_and_decoding_never_run_on_the_kernel_loop(local_stt, monkeypatch):
     """What keeps the kernel responsive while transcribing: model work happens on other
     threads. (How responsive, in milliseconds, is measured in benchmarks/, not asserted.)"""
-    import stt_agent.engines as engines
+    from stt_agent.engines import load_whisper
 
     loop_thread = threading.get_ident()
     decode_threads: set[int] = set()
-    decode = engines._decode
+    loaded = load_whisper(local_stt.model)
+    decode = loaded.decoder  # the public seam: what the model's thread runs on each batch
 
     def watched(*args, **kwargs):
         decode_threads.add(threading.get_ident())
         return decode(*args, **kwargs)
 
-    monkeypatch.setattr(engines, "_decode", watched)
+    monkeypatch.setattr(loaded, "decoder", watched)
     clip = samples.path("librispeech_2412")  # 11.7 s
     handle = await stt_agent.start_local(clip, realtime=True, stt=local_stt)
     result = await asyncio.wait_for(handle.done(), 60)
@@ -147,9 +149,35 @@ async def test_five_start_stop_cycles_leave_nothing_behind(jfk, local_stt):
 async def test_starting_again_stops_the_previous_agent(jfk, local_stt):
     first = await stt_agent.start_local(jfk, realtime=True, stt=local_stt)
     await first.wait_ready(timeout=10)
+    assert current_agent() is first
     second = await stt_agent.start_local(jfk, realtime=True, stt=local_stt)
-    assert first.status.state == "stopped"
+    # one agent at a time, and the replaced one says why it stopped
+    assert first.status.state == "stopped" and first.status.detail == REPLACED
+    assert "replaced: a new agent was started" in str(first.status)
+    assert current_agent() is second and second.running
     await second.stop()
+    assert second.status.state == "stopped" and second.status.detail == ""  # asked to stop
+    assert current_agent() is None
+
+
+async def test_a_start_that_cannot_work_leaves_the_running_agent_alone(jfk, local_stt):
+    first = await stt_agent.start_local(jfk, realtime=True, stt=local_stt)
+    await first.wait_ready(timeout=10)
+    with pytest.raises(stt_agent.ConfigError, match="unknown engine 'nope'"):
+        await stt_agent.start_local(jfk, engine="nope")
+    assert first.running and current_agent() is first
+    await first.stop()
+
+
+async def test_a_failed_start_raises_the_kits_own_error(jfk, tmp_path):
+    # an empty folder is not a CTranslate2 model: loading fails without any network
+    handle = await stt_agent.start_local(jfk, stt=LocalSTT(model=str(tmp_path)))
+    with pytest.raises(stt_agent.ModelError, match="cannot load the speech model"):
+        await handle.wait_ready(timeout=60)
+    assert handle.status.state == "error"
+    assert handle.status.error.startswith("ModelError: cannot load the speech model")
+    await handle.stop()
+    assert handle.status.state == "error"  # stopping keeps the error visible
 
 
 async def test_events_from_other_threads_reach_widgets_only_via_the_loop():

@@ -18,6 +18,7 @@ import pytest
 
 import stt_agent
 from stt_agent.config import Secret, Settings
+from stt_agent.handle import REPLACED, current_agent
 from tests.standins.livekit_server import LiveKitStandIn
 
 
@@ -86,7 +87,7 @@ async def test_wrong_secret_is_a_clear_error_without_a_reconnect_storm(lk):
     wrong = "not-the-secret-but-also-32-characters-long"
     started = time.perf_counter()
     handle = await stt_agent.start_agent(_settings(lk, wrong))
-    with pytest.raises(RuntimeError, match="refused the API key/secret"):
+    with pytest.raises(stt_agent.RoomError, match="refused the API key/secret"):
         await handle.wait_ready(timeout=5)
     assert time.perf_counter() - started < 5
     assert handle.status.state == "error"
@@ -115,8 +116,23 @@ async def test_failed_job_shows_as_an_error_while_the_worker_stays_up(lk_no_medi
     await handle.stop()
 
 
+async def test_a_second_worker_replaces_the_first_which_says_so(lk):
+    livekit_log = logging.getLogger("livekit")
+    propagate = livekit_log.propagate
+    first = await stt_agent.start_agent(_settings(lk))
+    await first.wait_ready(timeout=10)
+    second = await stt_agent.start_agent(_settings(lk))
+    assert first.status.state == "stopped" and first.status.detail == REPLACED
+    assert current_agent() is second
+    status = await second.wait_ready(timeout=10)
+    assert status.state == "registered" and status.worker_id != first.status.worker_id
+    await second.stop()
+    assert current_agent() is None
+    assert livekit_log.propagate == propagate  # both workers gave the loggers back
+
+
 async def test_room_mode_needs_livekit_settings():
-    with pytest.raises(ValueError, match="room mode needs a LiveKit server"):
+    with pytest.raises(stt_agent.ConfigError, match="room mode needs a LiveKit server"):
         await stt_agent.start_agent(Settings())
     with pytest.raises(ValueError, match="LIVEKIT_URL"):
         await stt_agent.start_agent(

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from livekit import api, rtc
 
-from stt_agent.speaker import SpeakerError, VirtualSpeaker
+from stt_agent.room.speaker import SpeakerError, VirtualSpeaker
 from tests.standins.livekit_server import LiveKitStandIn
 
 

@@ -6,8 +6,8 @@ import json
 import re
 
 from stt_agent import StatusView, TranscriptFeed, TranscriptView, Utterance
-from stt_agent.runtime import AgentHandle
-from stt_agent.widgets import speaker_colour
+from stt_agent.handle import AgentHandle
+from stt_agent.ui.speakers import speaker_colour
 
 
 def _said(feed: TranscriptFeed, who: str, text: str, start: float, final: bool = True) -> None:
@@ -61,7 +61,7 @@ async def test_local_mode_keeps_the_plain_look():
 async def test_status_view_counts_per_speaker_and_shows_who_left():
     handle = AgentHandle("room", TranscriptFeed())
     view = StatusView(handle)
-    handle._set_status(state="in_job", room="workshop", participants=("ada", "grace"))
+    handle.report(state="in_job", room="workshop", participants=("ada", "grace"))
     _said(handle.feed, "ada", "one", 0.0)
     _said(handle.feed, "ada", "two", 1.0)
     _said(handle.feed, "bob", "bye", 0.0)  # transcribed earlier, gone now

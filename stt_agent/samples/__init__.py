@@ -193,7 +193,7 @@ def path(name: str) -> Path:
 
 def load(name: str) -> np.ndarray:
     """The sample decoded to int16 samples, 16 kHz mono (e.g. to build a longer recording)."""
-    from ..audio import _decode_pcm, probe  # the kit's own decoder (PyAV)
+    from ..audio import decode_pcm, probe  # the kit's own decoder (PyAV)
 
     file = path(name)
-    return np.concatenate(list(_decode_pcm(file, probe(file))))
+    return np.concatenate(list(decode_pcm(file, probe(file))))

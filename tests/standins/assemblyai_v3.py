@@ -1,7 +1,7 @@
 """AssemblyAI's v3 streaming API for tests: the kit's simulator plus failures on demand.
 
 The protocol itself (``/v3/ws``, Begin / Turn / Termination, formatted turns, close codes,
-``/v3/token``) is the kit's `stt_agent.assemblyai_simulator.AssemblyAISimulator`, which
+``/v3/token``) is the kit's `stt_agent.engines.assemblyai_simulator.AssemblyAISimulator`, which
 notebook 05 teaches with. What only tests need lives here:
 
 * ``bad_key_response="close_1008"``: accept the upgrade for a wrong key, then send ``Error`` +
@@ -19,12 +19,12 @@ from typing import Literal
 
 from aiohttp import web
 
-from stt_agent.assemblyai_simulator import (
+from stt_agent.engines.assemblyai_simulator import (
     AssemblyAISimulator,
     SessionRecord,
+    SimulatedSession,
     TranscribeFn,
     Word,
-    _Session,
     send_error,
 )
 
@@ -81,7 +81,7 @@ class AssemblyAIStandIn(AssemblyAISimulator):
         await send_error(ws, 1008, "Unauthorized Connection: Invalid API key")
         return ws
 
-    async def _after_audio(self, session: _Session) -> bool:
+    async def _after_audio(self, session: SimulatedSession) -> bool:
         key = id(session)
         more = self._drop_after_partial
         if more is not None and any(not t["end_of_turn"] for t in session.record.turns):

@@ -6,13 +6,13 @@ it would hear a browser microphone.
 
 Pacing: `rtc.AudioSource.capture_frame` queues up to `queue_size_ms` (1 s by default) and only
 then blocks, so feeding it as fast as possible would send the first second in a burst. The
-speaker therefore paces itself, drift-free, from the first frame's wall-clock time: frame `i`
-is captured no earlier than `start + i * 20 ms - lead_s`. The lead keeps half a second queued:
-WebRTC takes 10 ms from that queue every 10 ms and sends *silence* when it is empty, so a
-speaker paced exactly in real time cuts a gap into its words whenever the kernel's loop is a
-little late (measured on a busy two-core machine: 77 of 600 frames more than 10 ms late, the
-worst 227 ms). The source is read with `realtime=False` (the speaker does the pacing; a live
-source such as the microphone widget is paced by nature).
+speaker therefore paces itself, drift-free (`stt_agent.pacing.Pacer`), from the first frame's
+time: frame `i` is captured no earlier than `start + i * 20 ms - lead_s`. The lead keeps half a
+second queued: WebRTC takes 10 ms from that queue every 10 ms and sends *silence* when it is
+empty, so a speaker paced exactly in real time cuts a gap into its words whenever the kernel's
+loop is a little late (measured on a busy two-core machine: 77 of 600 frames more than 10 ms
+late, the worst 227 ms). The source is read with `realtime=False` (the speaker does the pacing;
+a live source such as the microphone widget is paced by nature).
 
 What needs a LiveKit server (or the test suite's stand-in): `join`, `play` and `aclose` (room
 signalling and WebRTC media). `schedule`, `frames` and `play_into` run without one, against a
@@ -29,9 +29,10 @@ from dataclasses import dataclass
 
 from livekit import rtc
 
-from .audio import SAMPLE_RATE, as_source
-from .errors import RoomError
-from .scrub import scrub
+from ..audio import SAMPLE_RATE, as_source
+from ..errors import RoomError
+from ..pacing import Pacer
+from ..scrub import scrub
 
 __all__ = ["PlayStats", "ScheduledFrame", "SpeakerError", "VirtualSpeaker"]
 
@@ -103,14 +104,9 @@ class VirtualSpeaker:
 
     async def frames(self) -> AsyncIterator[rtc.AudioFrame]:
         """The scheduled frames, each released `lead_s` before its due time when `realtime`."""
-        start: float | None = None
+        pacer = Pacer(realtime=self.realtime, lead_s=self.lead_s)
         async for item in self.schedule():
-            if start is None:
-                start = time.monotonic() - self.lead_s
-            if self.realtime:
-                delay = start + item.at - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
+            await pacer.wait(item.at)
             yield item.frame
 
     async def play_into(self, audio_source: rtc.AudioSource) -> PlayStats:

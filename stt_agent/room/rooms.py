@@ -19,9 +19,10 @@ from html import escape
 import aiohttp
 from livekit import api
 
-from .config import Settings
-from .errors import ConfigError, RoomError
-from .scrub import scrub
+from ..config import Settings
+from ..errors import ConfigError, RoomError
+from ..scrub import scrub
+from .guard import require_livekit
 
 __all__ = [
     "MIN_TOKEN_TTL",
@@ -76,15 +77,6 @@ class RoomSession:
         )
 
 
-def _require_livekit(settings: Settings) -> None:
-    blocking = [p for p in settings.problems() if p.blocking and p.variable.startswith("LIVEKIT")]
-    if not settings.has_livekit or blocking:
-        reason = "; ".join(str(p) for p in blocking) or (
-            "LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET are not all set"
-        )
-        raise ConfigError(f"room mode needs a LiveKit server: {reason}")
-
-
 def mint_user_token(
     settings: Settings,
     room: str,
@@ -104,7 +96,7 @@ def mint_user_token(
         )
     if not room:
         raise ConfigError("room must be a non-empty room name")
-    _require_livekit(settings)
+    require_livekit(settings)
     grants = api.VideoGrants(room_join=True, room=room, can_publish=True, can_subscribe=True)
     token = (
         api.AccessToken(settings.livekit_api_key, settings.livekit_api_secret.reveal())
@@ -131,7 +123,7 @@ async def open_room(
     a name is dispatched automatically by LiveKit into every new room, so nothing is sent.
     Raises `RoomError` when the server cannot be reached or refuses the key.
     """
-    _require_livekit(settings)
+    require_livekit(settings)
     room = room or f"stt-agent-{uuid.uuid4().hex[:8]}"
     agent_name = settings.agent_name if agent_name is None else agent_name
     identity = identity or f"user-{uuid.uuid4().hex[:8]}"
@@ -157,16 +149,16 @@ async def open_room(
         if e.status in (401, 403):
             raise RoomError(
                 f"the LiveKit server at {url} refused the API key/secret "
-                f"(HTTP {e.status}, {_clean(e.message)}): check LIVEKIT_API_KEY and "
+                f"(HTTP {e.status}, {scrub(e.message)}): check LIVEKIT_API_KEY and "
                 "LIVEKIT_API_SECRET belong to this server"
             ) from None
         raise RoomError(
-            f"could not {step} on {url}: HTTP {e.status} {e.code}: {_clean(e.message)}"
+            f"could not {step} on {url}: HTTP {e.status} {e.code}: {scrub(e.message)}"
         ) from None
     except (aiohttp.ClientError, TimeoutError, OSError) as e:
         raise RoomError(
             f"cannot reach the LiveKit server at {url} to {step} "
-            f"({_clean(str(e)) or type(e).__name__}): is LIVEKIT_URL right and the server up?"
+            f"({scrub(str(e)) or type(e).__name__}): is LIVEKIT_URL right and the server up?"
         ) from None
     finally:
         await lkapi.aclose()
@@ -178,10 +170,6 @@ async def open_room(
         dispatch_id=dispatch_id,
         _token=token,
     )
-
-
-def _clean(text: str) -> str:
-    return scrub(text)
 
 
 def show_room(session: RoomSession, *, width: str = "100%", height: str = "110px") -> None:

@@ -30,13 +30,9 @@ import numpy as np
 import traitlets
 from livekit import rtc
 
-from .audio import (
-    _FRAME_SAMPLES,
-    DEFAULT_TRAILING_SILENCE_S,
-    SAMPLE_RATE,
-    AudioSourceError,
-    _to_frames,
-)
+from ..audio import DEFAULT_TRAILING_SILENCE_S, FRAME_SAMPLES, SAMPLE_RATE, to_frames
+from ..errors import AudioSourceError
+from ..pacing import with_trailing_silence
 
 __all__ = ["MicWidget", "MicrophoneError"]
 
@@ -216,31 +212,37 @@ class MicWidget(anywidget.AnyWidget):
         self.samples_sent = 0
         self.first_frame_at = None
         self._clock = []
-        carry = np.zeros(0, dtype=np.int16)
         received = 0
-        try:
+
+        async def recorded() -> AsyncIterator[np.ndarray]:
+            nonlocal received
             while True:
                 item = await queue.get()
                 if isinstance(item, _End):
                     if item.error is not None:
                         raise item.error
-                    break
+                    return
                 pcm, arrived = item
                 received += pcm.size
                 self._clock.append((received, arrived))
-                frames, carry = _to_frames(pcm, carry)
+                yield pcm
+
+        carry = np.zeros(0, dtype=np.int16)
+        # Silence after the last word, so the VAD closes the last utterance.
+        chunks = with_trailing_silence(
+            recorded(),
+            self.trailing_silence_s,
+            sample_rate=SAMPLE_RATE,
+            frame_samples=FRAME_SAMPLES,
+        )
+        try:
+            async for chunk in chunks:
+                frames, carry = to_frames(chunk, carry)
                 for frame in frames:
-                    if self.first_frame_at is None:
+                    if self.first_frame_at is None and self.samples_sent < received:
                         self.first_frame_at = time.time()
                     self.samples_sent += frame.samples_per_channel
                     yield frame
-            # Silence after the last word, so the VAD closes the last utterance.
-            silence = int(self.trailing_silence_s * SAMPLE_RATE)
-            tail = silence + (-(carry.size + silence)) % _FRAME_SAMPLES
-            frames, _ = _to_frames(np.zeros(tail, dtype=np.int16), carry)
-            for frame in frames:
-                self.samples_sent += frame.samples_per_channel
-                yield frame
         finally:
             with self._lock:
                 if self._reader is queue:

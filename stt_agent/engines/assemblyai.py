@@ -13,10 +13,10 @@ from livekit.agents.types import NOT_GIVEN
 from livekit.plugins import assemblyai
 from livekit.plugins.assemblyai import stt as _plugin
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 if TYPE_CHECKING:
-    from .config import Settings
+    from ..config import Settings
 
 __all__ = ["MODES", "SPEECH_MODELS", "U3_PRO_MODELS", "AssemblyAISTT", "make_assemblyai_stt"]
 
@@ -75,26 +75,39 @@ def make_assemblyai_stt(settings: Settings) -> AssemblyAISTT:
 
     Turn detection stays with AssemblyAI: the session runs with `turn_detection="stt"`, so a
     turn ends where the service's own end-of-turn model (and the silence thresholds here) say.
+    Raises `ConfigError` (naming what to fix) without a key or for settings the plugin refuses.
     """
     if not settings.assemblyai_api_key:
         raise ConfigError(
             "ASSEMBLYAI_API_KEY is not set: add it to .env (see notebooks/02_credentials) "
             "or use the local engine"
         )
+    try:
+        return _plugin_stt(settings)
+    except ValueError as e:  # the plugin's own checks (e.g. a mode for a non-U3 Pro model)
+        reason = str(e).rstrip(".")
+        raise ConfigError(
+            f"the AssemblyAI settings are refused by livekit-plugins-assemblyai: {reason}. Fix "
+            "the ASSEMBLYAI_* settings in .env (`python -m stt_agent check` shows them)"
+        ) from None
+
+
+def _plugin_stt(settings: Settings) -> AssemblyAISTT:
+    assert settings.assemblyai_api_key is not None  # checked by make_assemblyai_stt
     min_silence = settings.assemblyai_min_turn_silence_ms
     max_silence = settings.assemblyai_max_turn_silence_ms
     confidence = settings.assemblyai_end_of_turn_confidence
     return AssemblyAISTT(
         api_key=settings.assemblyai_api_key.reveal(),
         base_url=settings.assemblyai_base_url,
-        model=settings.assemblyai_speech_model,  # type: ignore[arg-type]
+        model=settings.assemblyai_speech_model,
         format_turns=settings.assemblyai_format_turns,
         min_turn_silence=NOT_GIVEN if min_silence is None else min_silence,
         max_turn_silence=NOT_GIVEN if max_silence is None else max_silence,
         end_of_turn_confidence_threshold=NOT_GIVEN if confidence is None else confidence,
         keyterms_prompt=list(settings.assemblyai_keyterms) or NOT_GIVEN,
         # Universal-3 Pro only (the plugin refuses them with other models; `check` says so)
-        mode=settings.assemblyai_mode or NOT_GIVEN,  # type: ignore[arg-type]
+        mode=settings.assemblyai_mode or NOT_GIVEN,
         language_codes=list(settings.assemblyai_languages) or NOT_GIVEN,
         # Speaker labels ("A", "B", ...) arrive on each transcript's `speaker_id`.
         speaker_labels=settings.assemblyai_speaker_labels or NOT_GIVEN,

@@ -26,14 +26,15 @@ from livekit import rtc
 from livekit.agents import AgentSession, AutoSubscribe, JobContext, room_io
 from livekit.agents import stt as lk_stt
 from livekit.agents.types import ATTRIBUTE_PUBLISH_ON_BEHALF
+from livekit.rtc.room import EventTypes as RoomEvent
 
-from .agent import Transcriber, make_session
-from .config import Settings
-from .engines import LocalSTT, make_stt
-from .feed import TranscriptFeed
-from .handlers import TurnHandlers
-from .observer import TurnObserver
-from .progress import RunProgress, current_progress
+from ..agent import Transcriber, make_session
+from ..config import Settings
+from ..engines import LocalSTT, make_stt
+from ..feed import TranscriptFeed
+from ..handlers import TurnHandlers
+from ..observer import TurnObserver
+from ..progress import RunProgress, current_progress
 from .worker_load import StreamLoad
 
 __all__ = ["MultiUserTranscriber", "new_transcriber", "transcribe_room"]
@@ -119,7 +120,8 @@ class MultiUserTranscriber:
         self._closing: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
-        self._events = {
+        # The room's events this class follows, typed with the literal names `Room.on` accepts.
+        self._events: dict[RoomEvent, Callable[..., None]] = {
             "participant_connected": self._consider,
             "track_published": lambda _pub, participant: self._consider(participant),
             "track_unpublished": lambda _pub, participant: self._consider(participant),
