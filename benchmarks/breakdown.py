@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from stt_agent.audio import SAMPLE_RATE
 from stt_agent.engines import LocalSTT, load_whisper, local_stream
 
@@ -123,7 +125,7 @@ def _median(values: list[float]) -> str:
     return f"{statistics.median(values):6.0f}" if values else "   n/a"
 
 
-async def analyse(clips: list[Clip], repeats: int) -> None:
+async def analyse(clips: list[Clip], repeats: int, each: bool = False) -> None:
     trace = Trace()
     engine = LocalSTT()
     install(trace, engine.model)
@@ -191,14 +193,27 @@ async def analyse(clips: list[Clip], repeats: int) -> None:
                         add("EOS -> speculative decode asked", spec[-1].asked - eos_wall)
                         add("speculative decode queued", spec[-1].started - spec[-1].asked)
                         add("speculative decode ran (its batch)", spec[-1].ended - spec[-1].started)
+                        # The floor without any wait for silence: the turn committed the
+                        # moment its speculative final is ready.
+                        add("  EOS -> speculative final ready", spec[-1].ended - eos_wall)
                     add("  silence when the turn ended (ms)", marks["silence_s"])
                     add("  turns ended early (1000 = all)", marks["early"])
                     add("EOS -> turn ended", marks["turn_end"] - eos_wall)
                     add("turn ended -> final in the feed", event.received_at - marks["turn_end"])
                     add("= EOS -> final (pinned down)", event.received_at - eos_wall)
-    print(f"{'step (median over utterances, ms)':44} {'p50':>6} {'n':>4}")
+                    if each:
+                        asked = (spec[-1].asked - eos_wall) * 1000 if spec else -1
+                        ran = (spec[-1].ended - spec[-1].started) * 1000 if spec else -1
+                        print(
+                            f"{clip.name[:34]:34} {event.end - event.start:5.1f} s "
+                            f"silence {marks['silence_s'] * 1000:4.0f} early {marks['early']:.0f} "
+                            f"spec asked {asked:5.0f} ran {ran:4.0f} "
+                            f"final {(event.received_at - eos_wall) * 1000:5.0f} ms"
+                        )
+    print(f"{'step (over utterances, ms)':44} {'p50':>6} {'p95':>6} {'n':>4}")
     for name, values in rows.items():
-        print(f"{name:44} {_median(values)} {len(values):4d}")
+        p95 = f"{float(np.percentile(values, 95)):6.0f}" if values else "   n/a"
+        print(f"{name:44} {_median(values)} {p95} {len(values):4d}")
 
 
 def main() -> None:
@@ -206,6 +221,7 @@ def main() -> None:
     parser.add_argument("clips", nargs="*", help="clip names (default: every clip)")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--noisy", action="store_true", help="also their noisy 48 kHz versions")
+    parser.add_argument("--each", action="store_true", help="one line per final too")
     args = parser.parse_args()
 
     async def go() -> None:
@@ -213,7 +229,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             if args.noisy:
                 clips += [await noisy_clip(c, Path(tmp), seed=i) for i, c in enumerate(clips)]
-            await analyse(clips, args.repeats)
+            await analyse(clips, args.repeats, args.each)
 
     asyncio.run(go())
 
