@@ -249,6 +249,12 @@ def _promises_05(nb: nbformat.NotebookNode) -> None:
     _, turns = _cell(nb, "for max_silence, turns in results.items():")
     texts = re.findall(r"\d+\.\d+-\s*\d+\.\d+ s  (.+)", turns)
     assert texts and all(t[0].isupper() for t in texts), turns
+    # The speech models come from the installed plugin, and the one used is marked.
+    _, models = _cell(nb, "for model in SPEECH_MODELS:")
+    assert re.search(
+        r"^universal-streaming-english +Universal-Streaming  <- used above$", models, re.M
+    ), models
+    assert "Universal-3 Pro" in models and "balanced" in models, models
 
 
 def _standin_promises_01(nb: nbformat.NotebookNode) -> None:
