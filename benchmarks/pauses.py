@@ -9,6 +9,11 @@ decodes each pause's audio the way a speculative final would, with `trailing` se
 silence kept, and prints Whisper's probability that the sentence is over, so a rule
 ("end the turn after S s of silence when the confidence is >= T") can be judged offline on
 every pause at once: the turns it would end sooner, and the sentences it would cut.
+
+It also asks LiveKit's on-device acoustic end-of-turn model (`livekit.local_inference.EOT`,
+shipped in the installed `livekit-local-inference` wheel) for P(turn ended) on the last 1.2 s
+of audio at `EOT_OFFSETS_S` into each pause, and judges "end the turn at silence S when
+EOT >= T (else wait for the VAD's 0.45 s)", alone and with Whisper's confidence.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import jiwer
+import numpy as np
+from livekit.local_inference import EOT, EOT_MAX_SAMPLES
 
 from stt_agent.audio import SAMPLE_RATE
 from stt_agent.engines import LocalSTT, load_whisper, local_stream
@@ -33,6 +40,8 @@ from .runs import run_kit
 from .scoring import _reference_words, normalise
 
 TRAILING_S = (0.03, 0.06, 0.1, 0.15, 0.2)
+EOT_OFFSETS_S = (0.1, 0.15, 0.2, 0.25, 0.3)
+VAD_SILENCE_S = 0.45  # the VAD's min_silence_duration: when a turn ends without a rule
 
 
 @dataclass
@@ -45,6 +54,7 @@ class Pause:
     sentence_end: bool = False
     text: str = ""
     confidence: dict[float, float] | None = None
+    eot: dict[float, float] | None = None  # P(turn ended) at each offset into the silence
 
 
 def _hook(pauses: list[Pause], clip: list[str]) -> None:
@@ -95,6 +105,7 @@ async def collect(clips: list[Clip]) -> list[Pause]:
     _hook(pauses, current)
     LocalSTT().prewarm()
     loaded = load_whisper()
+    eot = EOT()
     for clip in clips:
         current[0] = clip.name
         start = len(pauses)
@@ -111,6 +122,12 @@ async def collect(clips: list[Clip]) -> list[Pause]:
                 confidence[trailing] = round(decoded.end_confidence, 3)
                 pause.text = decoded.text
             pause.confidence = confidence
+            probs = {}
+            for offset in EOT_OFFSETS_S:
+                end = min(u.n, pause.speech_n + int(offset * SAMPLE_RATE))
+                pcm = (u.audio(end)[-EOT_MAX_SAMPLES:] * 32767).astype(np.int16)
+                probs[offset] = round(float(eot.predict(pcm)), 3)
+            pause.eot = probs
             before = " ".join(t for s, t in finals.items() if s < u.first_sample)
             _label(clip, before, pause)
     return pauses
@@ -149,6 +166,43 @@ def rules(pauses: list[Pause], trailing: float = 0.06) -> list[str]:
     return lines
 
 
+def eot_rules(pauses: list[Pause], trailing: float = 0.06) -> list[str]:
+    """What "end the turn at silence S when EOT >= T (and Whisper's confidence >= W), else at the
+    VAD's 0.45 s" would do: turns ended sooner, pauses inside sentences newly cut, the resulting
+    share of cut turns, and the silence saved per turn (mean; the EOS->final p50 moves by
+    about the median)."""
+    turns = [p for p in pauses if p.turn_end]
+    inside = [p for p in pauses if not p.turn_end]
+    cut_now = sum(not p.sentence_end for p in turns)
+    lines = [
+        f"VAD only: {cut_now}/{len(turns)} turn ends not at a sentence end "
+        f"(cut share {cut_now / max(len(turns), 1):.3f})",
+        f"{'EOT >=':>6} {'whisper >=':>10} {'silence':>7} {'sooner':>7} {'new turns':>9} "
+        f"{'new cuts':>8} {'cut share':>9} {'saved mean':>10} {'saved p50':>9}",
+    ]
+
+    def fires(p: Pause, s: float, t: float, w: float) -> bool:
+        e = (p.eot or {}).get(s, 0.0)
+        c = (p.confidence or {}).get(trailing, 0.0)
+        return e >= t and c >= w
+
+    for w in (0.0, 0.5, 0.9):
+        for t in (0.5, 0.6, 0.7, 0.8, 0.9):
+            for s in EOT_OFFSETS_S:
+                new = [p for p in inside if p.silence_s > s + 0.01 and fires(p, s, t, w)]
+                cuts = sum(not p.sentence_end for p in new)
+                sooner = [p for p in turns if fires(p, s, t, w)]
+                share = (cut_now + cuts) / max(len(turns) + len(new), 1)
+                saved = [VAD_SILENCE_S - s if p in sooner else 0.0 for p in turns]
+                lines.append(
+                    f"{t:6.2f} {w:10.2f} {s:7.2f} {len(sooner):3d}/{len(turns):<3d} "
+                    f"{len(new):9d} {cuts:8d} {share:9.3f} "
+                    f"{1000 * float(np.mean(saved or [0])):8.0f}ms "
+                    f"{1000 * float(np.median(saved or [0])):7.0f}ms"
+                )
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.pauses")
     parser.add_argument("clips", nargs="*")
@@ -172,6 +226,7 @@ def main() -> None:
             "turn_end": p.turn_end,
             "sentence_end": p.sentence_end,
             "confidence": p.confidence,
+            "eot": p.eot,
             "text": p.text[-40:],
         }
         lines.append(json.dumps(row))
@@ -179,9 +234,12 @@ def main() -> None:
             f"{p.clip[:28]:28} {p.silence_s:5.2f} {'T' if p.turn_end else '-'} "
             f"{'S' if p.sentence_end else '-'} "
             + " ".join(f"{c:4.2f}" for c in (p.confidence or {}).values())
+            + " | eot "
+            + " ".join(f"{c:4.2f}" for c in (p.eot or {}).values())
             + f"  …{p.text[-40:]}"
         )
     print("\n".join(rules(pauses)))
+    print("\n".join(eot_rules(pauses)))
     if args.out:
         args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
 

@@ -166,3 +166,24 @@ def test_locate_finds_a_vad_buffer_in_the_clip(speech_dir):
     assert locate(padded, padded[8_000:30_000]) == 8_000
     assert locate(padded, padded[-20_000:]) == padded.size - 20_000
     assert locate(padded, np.full(500, 12_345, np.int16)) is None
+
+
+def test_eot_rules_count_sooner_turns_and_new_cuts():
+    """An EOT rule ends a turn sooner only where EOT is sure at that silence, and turns a pause
+    inside a sentence into a cut only when the pause lasted past the rule's silence."""
+    from benchmarks.pauses import Pause, eot_rules
+
+    def pause(silence, turn_end, sentence_end, p):
+        return Pause("c", None, 0, silence, turn_end, sentence_end, eot={0.2: p})
+
+    pauses = [
+        pause(0.45, True, True, 0.9),  # a sentence end EOT is sure of: ends sooner
+        pause(0.45, True, True, 0.3),  # one it is not: waits for the VAD
+        pause(0.30, False, False, 0.9),  # a long comma pause EOT likes: a new cut
+        pause(0.15, False, False, 0.9),  # a pause over before 200 ms: safe
+    ]
+    row = next(
+        line.split() for line in eot_rules(pauses) if line.split()[:3] == ["0.80", "0.00", "0.20"]
+    )
+    assert row[3:6] == ["1/2", "1", "1"]
+    assert float(row[6]) == pytest.approx(1 / 3, abs=1e-3)
