@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .scoring import SPEECH_DIR, references
+from .scoring import references
+from .speech import speech_dir
 
 SAMPLE_RATE = 16_000
 FRAME_S = 0.02
@@ -36,12 +37,6 @@ FLOOR_MARGIN_DB = 10.0
 _DIGITAL_SILENCE_DB = -60.0  # frames this far below loud speech are padding, not a room
 WINDOW_TAIL_S = 0.3  # how far after u.end (and before u.start) speech is looked for
 
-# Short clips with several turns first: the quick run uses a prefix of this order.
-QUICK_CLIPS = (
-    "jfk_inaugural_1961.wav",
-    "librivox_sense_sensibility_0870.wav",
-    "cmu_goforward.wav",
-)
 TINY_CLIP = "cmu_goforward.wav"
 
 
@@ -89,9 +84,10 @@ def load_clip(path: Path, reference: str) -> Clip:
 
 
 def load_clips(names: list[str] | tuple[str, ...] | None = None) -> list[Clip]:
-    refs = references(SPEECH_DIR)
+    folder = speech_dir()
+    refs = references(folder)
     chosen = list(refs) if names is None else list(names)
-    return [load_clip(SPEECH_DIR / name, refs[name]) for name in chosen]
+    return [load_clip(folder / name, refs[name]) for name in chosen]
 
 
 @dataclass(frozen=True)

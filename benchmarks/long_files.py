@@ -24,14 +24,16 @@ from pathlib import Path
 import av
 import numpy as np
 
-from .scoring import SPEECH_DIR, corpus_wer, references
+from .scoring import corpus_wer, references
+from .speech import speech_dir as default_speech_dir
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RATE = 16_000
 
 
-def make_recording(path: Path, minutes: float, speech_dir: Path = SPEECH_DIR) -> tuple[float, str]:
+def make_recording(path: Path, minutes: float, speech_dir: Path | None = None) -> tuple[float, str]:
     """Write an MP3 of `minutes`; returns its length in seconds and its reference text."""
+    speech_dir = speech_dir or default_speech_dir()
     refs = references(speech_dir)
     clips = {name: _read(speech_dir / name) for name in sorted(refs)}
     rng = np.random.default_rng(2026)

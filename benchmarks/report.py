@@ -157,6 +157,7 @@ def table(result: dict[str, Any]) -> str:
         f"finals whose end of speech is pinned down in the audio, of {counts.get('kit_finals')}"
         f" / {counts.get('baseline_finals')} ({result.get('eos_to_final_left_out')} kit finals "
         f"left out), {clips.get('repeats')} pass(es) over {len(clips.get('names', []))} clip(s)"
+        f" ({clips.get('set', 'shared')} set)"
         f" and their noisy 48 kHz stereo versions ({clips.get('noisy')}; the baseline "
         f"{'too' if clips.get('noisy_baseline') else 'on the clean clips only'}).",
         f"Cuts mid-sentence: kit {counts.get('kit_cuts')} (pauses there: "

@@ -40,7 +40,8 @@ from stt_agent.room.rooms import mint_user_token, open_room
 from stt_agent.room.speaker import VirtualSpeaker
 
 from .clips import FRAME_SAMPLES, SAMPLE_RATE
-from .scoring import SPEECH_DIR, corpus_wer, references
+from .scoring import corpus_wer, references
+from .speech import speech_dir
 
 REPO = Path(__file__).resolve().parents[1]
 # Different voices and texts, longest first so four at once overlap for most of the run.
@@ -163,7 +164,7 @@ async def run(speakers: int) -> dict[str, Any]:
             await listener.connect(url, room.token)
             for k, clip in enumerate(clips):
                 identity = f"speaker-{k + 1}"
-                speaker = VirtualSpeaker(SPEECH_DIR / clip, identity=identity)
+                speaker = VirtualSpeaker(speech_dir() / clip, identity=identity)
                 speaker.source.trailing_silence_s = 2.0
                 await speaker.join(url, mint_user_token(settings, room.room, identity=identity))
                 voices.append((identity, clip, speaker))
@@ -190,7 +191,7 @@ async def run(speakers: int) -> dict[str, Any]:
     for identity, clip, _ in voices:
         finals = [u for u in handle.feed.utterances if u.participant == identity]
         delay = _transport_delay(
-            await _pcm(SPEECH_DIR / clip), heard.get(identity, _Heard()), played_at
+            await _pcm(speech_dir() / clip), heard.get(identity, _Heard()), played_at
         )
         kit = [u.latency_s for u in finals if u.latency_s is not None]
         if delay is not None:

@@ -26,7 +26,8 @@ from pathlib import Path
 import jiwer
 from num2words import num2words
 
-SPEECH_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "speech"
+from .speech import TRANSCRIPTS
+from .speech import speech_dir as _speech_dir
 
 Normaliser = Callable[[str], str]
 
@@ -61,9 +62,10 @@ def corpus_wer(
     return float(jiwer.wer(refs, hyps))
 
 
-def references(speech_dir: Path = SPEECH_DIR) -> dict[str, str]:
-    """file name -> reference text, from transcripts.tsv."""
-    rows = (speech_dir / "transcripts.tsv").read_text(encoding="utf-8").splitlines()
+def references(speech_dir: Path | None = None) -> dict[str, str]:
+    """file name -> reference text, from transcripts.tsv (of `speech.speech_dir()` by default)."""
+    folder = speech_dir if speech_dir is not None else _speech_dir()
+    rows = (folder / TRANSCRIPTS).read_text(encoding="utf-8").splitlines()
     return dict(row.split("\t", 1) for row in rows if row.strip())
 
 

@@ -3,7 +3,8 @@
 Stages that the other engineers' jobs could disturb least come first (fresh-interpreter
 timings), the kit's memory is read before the baseline is loaded, and the real-time latency
 runs alternate kit and baseline clip by clip so background load hits both alike. Latency
-runs use the shared clips and noisy 48 kHz stereo versions of them made at run time
+runs use the scored recordings (`speech.py`: the team's set when it is beside the clone, else
+the kit's shipped samples) and noisy 48 kHz stereo versions of them made at run time
 (`noisy.py`).
 """
 
@@ -29,6 +30,7 @@ from .latency import Latencies, measure, percentile
 from .noisy import SNR_DB, noisy_clip
 from .runs import Baseline, RunRecord, run_baseline, run_kit
 from .scoring import corpus_wer, mid_sentence_cuts, normalise, references, whisper_normalise
+from .speech import SHARED_DIR, speech_dir
 from .streams import KEEP_UP_BEHIND_MS, max_realtime_streams
 
 Progress = Callable[[str], None]
@@ -268,6 +270,7 @@ async def _run(plan: Plan, progress: Progress, tmp: Path) -> dict[str, Any]:
             "by_count": {str(n): v for n, v in streams.by_count.items()},
         },
         "clips": {
+            "set": "shared" if speech_dir() == SHARED_DIR else "shipped samples",
             "names": names,
             "repeats": plan.repeats,
             "noisy": f"48 kHz stereo, pink noise at {SNR_DB:g} dB SNR",

@@ -17,16 +17,17 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # `benchmarks.scoring` is shared with the benchmarks
 
-from benchmarks.scoring import SPEECH_DIR, references  # noqa: E402
+from benchmarks.scoring import references  # noqa: E402
+from benchmarks.speech import SHARED_DIR  # noqa: E402
 from stt_agent import samples  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def speech_dir() -> Path:
     """The larger scored set, ../shared/speech; skips the test when it is not there."""
-    if not (SPEECH_DIR / "transcripts.tsv").is_file():
-        pytest.skip(f"the larger scored set is not at {SPEECH_DIR} (only in our CI checkout)")
-    return SPEECH_DIR
+    if not (SHARED_DIR / "transcripts.tsv").is_file():
+        pytest.skip(f"the larger scored set is not at {SHARED_DIR} (only in our CI checkout)")
+    return SHARED_DIR
 
 
 @pytest.fixture(scope="session")

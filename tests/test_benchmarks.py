@@ -15,9 +15,12 @@ import pytest
 
 from benchmarks import __main__ as bench_cli
 from benchmarks.baseline import locate
-from benchmarks.clips import FRAME_S, end_of_speech, load_clips, speech_onset
+from benchmarks.clips import FRAME_S, end_of_speech, load_clip, load_clips, speech_onset
 from benchmarks.noisy import LEAD_S, noisy_clip
 from benchmarks.scoring import corpus_wer, mid_sentence_cuts, references, whisper_normalise
+from benchmarks.speech import write_shipped
+from stt_agent import samples
+from tools.make_samples import CLIPS
 
 REQUIRED = {
     "eos_to_final_ms_p50": float,
@@ -187,3 +190,19 @@ def test_eot_rules_count_sooner_turns_and_new_cuts():
     )
     assert row[3:6] == ["1/2", "1", "1"]
     assert float(row[6]) == pytest.approx(1 / 3, abs=1e-3)
+
+
+def test_without_the_shared_set_the_benchmarks_use_the_shipped_samples(tmp_path):
+    """A clone without ../shared still benchmarks: the shipped samples, written out as the
+    16 kHz WAVs and transcripts.tsv the benchmarks read, under the shared set's file names."""
+    folder = write_shipped(tmp_path)
+    refs = references(folder)
+    assert sorted(refs) == sorted(CLIPS.values())
+    for sample, wav_name in CLIPS.items():
+        assert refs[wav_name] == samples.info(sample).text
+        clip = load_clip(folder / wav_name, refs[wav_name])
+        assert np.array_equal(clip.pcm, samples.load(sample))
+    # Written once: a second call keeps the files it finds.
+    stamp = (folder / CLIPS["jfk"]).stat().st_mtime_ns
+    assert write_shipped(tmp_path) == folder
+    assert (folder / CLIPS["jfk"]).stat().st_mtime_ns == stamp
