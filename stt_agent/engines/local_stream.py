@@ -233,6 +233,19 @@ class LocalSpeechStream(stt.RecognizeStream):
         seconds = u.n / SAMPLE_RATE
         return seconds >= _MAX_UTTERANCE_S or (seconds >= _LONG_UTTERANCE_S and u.silence_s > 0)
 
+    async def _decode_final(
+        self, loaded: _LoadedModel, audio: np.ndarray, *, end_confidence: bool = False
+    ) -> Decoded:
+        """A final's decode (beam search), the speculative one or the one at the turn's end."""
+        return await _decode_async(
+            loaded,
+            audio,
+            beam_size=self._owner._beam_size,
+            language=self._language,
+            stream=self._id,
+            end_confidence=end_confidence,
+        )
+
     def _maybe_speculate(self, loaded: _LoadedModel, u: _Utterance) -> None:
         if u.speculation is not None and u.speculation[0] < u.speech_n:
             u.speculation[1].cancel()  # the speaker went on: that decode is stale
@@ -245,14 +258,7 @@ class LocalSpeechStream(stt.RecognizeStream):
             return  # nobody waits for this final: decode once, when the VAD ends the turn
         end = u.final_end()
         future = asyncio.ensure_future(
-            _decode_async(
-                loaded,
-                u.audio(end),
-                beam_size=self._owner._beam_size,
-                language=self._language,
-                stream=self._id,
-                end_confidence=True,
-            )
+            self._decode_final(loaded, u.audio(end), end_confidence=True)
         )
         future.add_done_callback(lambda _: self._work.put_nowait(_Wake()))
         u.speculation = (end, future)
@@ -340,13 +346,7 @@ class LocalSpeechStream(stt.RecognizeStream):
             with contextlib.suppress(Exception):
                 decoded = await asyncio.shield(spec[1])
         if decoded is None:
-            decoded = await _decode_async(
-                loaded,
-                u.audio(end),
-                beam_size=self._owner._beam_size,
-                language=self._language,
-                stream=self._id,
-            )
+            decoded = await self._decode_final(loaded, u.audio(end))
         u.finished = True
         text = decoded.text
         logger.debug(
