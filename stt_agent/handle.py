@@ -116,6 +116,7 @@ class AgentHandle:
         self._ended = asyncio.Event()
         self._task: asyncio.Task[Any] | None = None
         self._stopper: Callable[[], Awaitable[Any]] | None = None
+        self._stopping: asyncio.Future[None] | None = None  # the one stop, however often asked
         self._failure: BaseException | None = None
         feed.bind(self._loop)
 
@@ -179,6 +180,13 @@ class AgentHandle:
         await self._stop(detail="")
 
     async def _stop(self, *, detail: str) -> None:
+        """Stop once: a second `stop()` (or a replacement after a stop) waits for the first
+        instead of closing LiveKit's server again, which would re-raise its cancelled close."""
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._stop_once(detail))
+        await asyncio.shield(self._stopping)
+
+    async def _stop_once(self, detail: str) -> None:
         deadline = time.monotonic() + STOP_TIMEOUT_S
         if self._stopper is not None:
             with contextlib.suppress(Exception):

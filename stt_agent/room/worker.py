@@ -66,6 +66,7 @@ class RoomWorker:
         self.handle = handle
         self.settings = settings
         self._loop = asyncio.get_running_loop()  # the kernel's: `fail` may come from a job thread
+        self._closing: asyncio.Future[None] | None = None
         # Jobs run on threads here, so every stream of this worker is counted in `load`.
         self.load = StreamLoad(settings.max_streams or DEFAULT_MAX_STREAMS[settings.engine])
         self.server = AgentServer(
@@ -99,6 +100,13 @@ class RoomWorker:
             self._restore()
 
     async def stop(self) -> None:
+        """Close the server once (`fail` and the handle's stop may both ask): LiveKit's second
+        `aclose` would re-raise the cancellation its first one left behind."""
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._close())
+        await asyncio.shield(self._closing)
+
+    async def _close(self) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.server.aclose(), STOP_TIMEOUT_S - 0.5)
         self._restore()
