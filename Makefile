@@ -33,12 +33,13 @@ lab: $(STAMP) $(LAB_OVERRIDES)
 	  $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 ## make test: lint, type check (mypy --strict on stt_agent), then the whole suite
-## (notebooks and browser checks included)
+## (notebooks and browser checks included). pytest runs inside a network namespace of its own
+## (tests/netns.py) so WebRTC media never leaves this machine's loopback and test veth pair.
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m tests.netns -- $(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not browser and not notebooks"

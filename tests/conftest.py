@@ -20,6 +20,23 @@ sys.path.insert(0, str(REPO))  # `benchmarks.scoring` is shared with the benchma
 from benchmarks.scoring import references  # noqa: E402
 from benchmarks.speech import SHARED_DIR  # noqa: E402
 from stt_agent import samples  # noqa: E402
+from tests import netns  # noqa: E402
+
+# WebRTC media (livekit.rtc, Chromium) goes out on every non-loopback interface: these tests run
+# only inside the network namespace `python -m tests.netns` makes (`make test` does), never
+# through this machine's own address.
+MEDIA_MARKERS = ("room_media", "browser_media")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if netns.inside():
+        return
+    skip = pytest.mark.skip(
+        reason="WebRTC media runs only in a network namespace: python -m tests.netns -- pytest ..."
+    )
+    for item in items:
+        if any(item.get_closest_marker(name) for name in MEDIA_MARKERS):
+            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
