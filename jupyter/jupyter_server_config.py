@@ -1,8 +1,8 @@
 """The course's JupyterLab server settings, loaded by `make lab` (`python -m tools.lab` puts this
 folder on JUPYTER_CONFIG_PATH; nothing else uses them).
 
-Two promises: a course notebook opened and saved is byte for byte what git has, and nothing is
-logged after the URL that the learner did not cause.
+Two promises: a course notebook opened and saved unchanged is byte for byte what git has, and
+nothing is logged after the URL that the learner did not cause.
 """
 
 from typing import Any
@@ -10,7 +10,7 @@ from typing import Any
 import zmq
 from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
 
-c = get_config()  # type: ignore[name-defined]  # noqa: F821 - traitlets provides it to config files
+c = get_config()  # noqa: F821 - traitlets provides it to config files
 
 
 def keep_committed_metadata(model: dict[str, Any], **_: Any) -> None:
@@ -29,7 +29,7 @@ def keep_committed_metadata(model: dict[str, Any], **_: Any) -> None:
         metadata["language_info"] = {"name": info["name"]}
 
 
-class CourseContentsManager(AsyncLargeFileManager):  # type: ignore[misc]
+class CourseContentsManager(AsyncLargeFileManager):
     """jupyter_server's default contents manager, saving notebooks with `keep_committed_metadata`.
 
     Registered here rather than as `ContentsManager.pre_save_hook`: JupyterLab applies the

@@ -8,6 +8,7 @@ committed notebooks whose bytes are compared with the committed ones.
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,10 +20,10 @@ from tests.browser import (  # noqa: E402
     VIEWPORT,
     JupyterLab,
     console_tail,
-    open_notebook,
     running_jupyter_lab,
     wait_for_kernel_idle,
 )
+from tools.lab import FIRST_NOTEBOOK  # noqa: E402
 
 pytest_plugins = ["tests.browser"]
 pytestmark = pytest.mark.browser
@@ -77,17 +78,19 @@ def test_saving_any_python_versions_metadata_writes_the_committed_bytes(course_l
 def test_open_and_save_in_jupyterlab_changes_nothing_and_logs_nothing(
     course_lab, launch_chromium
 ) -> None:
-    """Chromium opens a notebook (its kernel starts), saves it; then the file is the committed
-    one, and the log says nothing after the URL: no "not trusted", no unencrypted kernel
-    transport, no websocket ping warning."""
-    name = "05_assemblyai_turns.ipynb"
+    """Chromium opens the URL the server printed (the first notebook; its kernel starts) and
+    saves the notebook; then the file is the committed one, and the log says nothing after
+    the URL: no "not trusted", no unencrypted kernel transport, no websocket ping warning."""
+    [url] = re.findall(r"http://\S+\?token=\w+", course_lab.log_path.read_text())
+    name = FIRST_NOTEBOOK
+    assert f"/lab/tree/{name}?" in url
     browser = launch_chromium()
-    context = browser.new_context(base_url=course_lab.url, viewport=VIEWPORT)
+    context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
     page.console_lines = []
     page.on("console", lambda m: page.console_lines.append(f"{m.type}: {m.text}"))
-    page.goto(course_lab.url_for("api/status"))  # logs in
-    open_notebook(page, name)
+    page.goto(url)
+    page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for(state="visible", timeout=60_000)
     wait_for_kernel_idle(page)
     with page.expect_response(lambda r: r.request.method == "PUT" and name in r.url) as saving:
         page.keyboard.press("Control+s")

@@ -2,9 +2,11 @@
 
     python -m tools.lab [--notebooks DIR] [JUPYTER LAB OPTIONS ...]
 
-1. Trusts the notebooks, as `jupyter trust` does (their signatures go into the learner's
-   Jupyter data folder), so opening one does not log "Notebook ... is not trusted". Saving
-   signs a notebook again, so the learner's own edits stay trusted.
+1. Trusts the notebooks that have no outputs, as `jupyter trust` does (their signatures go
+   into the learner's Jupyter data folder), so opening one does not log "Notebook ... is not
+   trusted". The course's notebooks are committed without outputs, so trusting them lets no
+   HTML or JavaScript run unasked; a notebook with outputs from elsewhere stays untrusted.
+   The server signs every notebook it saves, so the learner's own work stays trusted.
 2. Becomes `jupyter lab` in the notebooks' folder, opening the first notebook, with
    jupyter/jupyter_server_config.py on JUPYTER_CONFIG_PATH: see that file for what it sets.
 
@@ -28,10 +30,12 @@ FIRST_NOTEBOOK = "01_livekit_constructs.ipynb"
 
 
 def trust(notebooks: list[Path]) -> None:
-    """Sign `notebooks` in the notary store the server reads (the Jupyter data folder)."""
+    """Sign those of `notebooks` without outputs in the notary store the server reads."""
     notary = NotebookNotary()
     for path in notebooks:
         nb = nbformat.read(path, as_version=nbformat.NO_CONVERT)
+        if any(cell.get("outputs") for cell in nb.cells):
+            continue
         if not notary.check_signature(nb):
             notary.sign(nb)
 
