@@ -81,7 +81,7 @@ def test_open_and_save_in_jupyterlab_changes_nothing_and_logs_nothing(
     """Chromium opens the URL the server printed (the first notebook; its kernel starts) and
     saves the notebook; then the file is the committed one, and the log says nothing after
     the URL: no "not trusted", no unencrypted kernel transport, no websocket ping warning."""
-    [url] = re.findall(r"http://\S+\?token=\w+", course_lab.log_path.read_text())
+    url = re.findall(r"http://\S+\?token=\w+", course_lab.log_path.read_text())[0]
     name = FIRST_NOTEBOOK
     assert f"/lab/tree/{name}?" in url
     browser = launch_chromium()
