@@ -125,18 +125,23 @@ class JupyterLab:
         except OSError:
             return ""
 
-    def api(self, path: str, timeout: float = 5.0, *, put: Any = None) -> Any:
-        """GET `api/<path>`, or PUT the JSON `put` there; the answer's JSON."""
-        request = urllib.request.Request(self.url_for(f"api/{path}"))
-        if put is not None:
-            request = urllib.request.Request(
-                self.url_for(f"api/{path}"),
-                data=json.dumps(put).encode(),
-                method="PUT",
-                headers={"Content-Type": "application/json"},
-            )
+    def api(self, path: str, timeout: float = 5.0, *, put: Any = None, delete: bool = False) -> Any:
+        """GET `api/<path>`, PUT the JSON `put` there, or DELETE it; the answer's JSON."""
+        request = urllib.request.Request(
+            self.url_for(f"api/{path}"),
+            data=None if put is None else json.dumps(put).encode(),
+            method="DELETE" if delete else "GET" if put is None else "PUT",
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=timeout) as r:
-            return json.load(r)
+            body = r.read()
+        return json.loads(body) if body else None
+
+    def shut_down_kernels(self, folder: str) -> None:
+        """End the sessions (and kernels) of the notebooks under `folder`/."""
+        for session in self.api("sessions"):
+            if session["path"].startswith(f"{folder}/"):
+                self.api(f"sessions/{session['id']}", delete=True)
 
 
 def _free_port() -> int:

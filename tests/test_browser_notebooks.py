@@ -67,6 +67,7 @@ def test_every_picture_in_every_notebook_renders(lab, lab_page) -> None:
         )
         shown[notebook] = pictures(lab_page, selector)
         assert len(shown[notebook]) == expected, (notebook, shown[notebook])
+    lab.shut_down_kernels("pictures")  # opening started them; nothing here runs a cell
     assert sum(map(len, shown.values())) >= 1  # the course has pictures, and they were found
     broken = {nb: [p for p in found if p["naturalWidth"] == 0] for nb, found in shown.items()}
     assert not any(broken.values()), f"broken pictures: {broken}\n{console_tail(lab_page)}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,10 +52,22 @@ def course_lab(tmp_path: Path) -> Iterator[JupyterLab]:
     course.mkdir()
     for notebook in NOTEBOOKS:
         shutil.copy(notebook, course / notebook.name)
+    shutil.copy(REPO / ".gitignore", course / ".gitignore")
+    _git(course, "init", "--quiet")
+    _git(course, "add", "--all")
+    _git(course, "commit", "--quiet", "--message", "the course as committed")
     # window.jupyterapp: the test reads what JupyterLab holds in memory (never the learner's)
     exposed = "--LabApp.expose_app_in_browser=True"
     with running_jupyter_lab(course, home, exposed, as_make_lab=True) as lab:
         yield lab
+
+
+def _git(folder: Path, *args: str) -> str:
+    identity = ["-c", "user.name=learner", "-c", "user.email=learner@example.org"]
+    done = subprocess.run(
+        ["git", *identity, *args], cwd=folder, capture_output=True, text=True, check=True
+    )
+    return done.stdout
 
 
 def _after_the_url(lab: JupyterLab) -> list[str]:
@@ -102,5 +115,6 @@ def test_open_and_save_in_jupyterlab_changes_nothing_and_logs_nothing(
     )
     assert "version" in in_memory, in_memory
     assert (course_lab.root_dir / name).read_bytes() == (REPO / "notebooks" / name).read_bytes()
+    assert _git(course_lab.root_dir, "status", "--porcelain") == ""
     assert _after_the_url(course_lab) == []
     context.close()
