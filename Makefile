@@ -5,7 +5,6 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # The course's JupyterLab defaults (no news pop-up), for this venv's JupyterLab only.
 LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.json
-FIRST_NOTEBOOK := 01_livekit_constructs.ipynb
 
 .PHONY: lab test test-fast lint format bench bench-quick site clean
 
@@ -23,14 +22,10 @@ $(LAB_OVERRIDES): jupyter/overrides.json | $(STAMP)
 	@mkdir -p $(dir $@)
 	@cp $< $@
 
-## make lab: create .venv, install, open JupyterLab on the first notebook; the URL comes last
+## make lab: create .venv, install, open JupyterLab on the first notebook; the URL comes last.
+## tools/lab.py trusts the notebooks and starts the server with jupyter/jupyter_server_config.py.
 lab: $(STAMP) $(LAB_OVERRIDES)
-	@echo "==> JupyterLab on notebooks/: start with $(FIRST_NOTEBOOK) (the address below opens it)."
-	@echo "    Ctrl-C twice stops it."
-	@cd notebooks && ../$(BIN)/jupyter lab \
-	  --ServerApp.log_level=WARN --LabApp.log_level=WARN \
-	  --LabApp.default_url=/lab/tree/$(FIRST_NOTEBOOK) \
-	  $$([ "$$(id -u)" = 0 ] && echo --allow-root)
+	@$(BIN)/python -m tools.lab
 
 ## make test: lint, type check (mypy --strict on stt_agent), then the whole suite
 ## (notebooks and browser checks included). pytest runs inside a network namespace of its own

@@ -43,6 +43,7 @@ LIVEKIT_COMMANDS = {
 SERVER_COMMANDS = ("dev", "start", "connect")
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
+EXIT_USAGE = 2  # argparse's own exit for a command line it cannot use
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what `yes | head -1` reports for `yes`
 
 
@@ -52,7 +53,9 @@ def _parser() -> argparse.ArgumentParser:
         description="The LiveKit + AssemblyAI transcriber tutorial, runnable with or without keys.",
         epilog="LiveKit's worker commands take LiveKit's own options: try `dev --help`.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # Not `required`: with no command, main() shows the commands rather than argparse's bare
+    # "the following arguments are required".
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, help_text in LIVEKIT_COMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)
 
@@ -60,7 +63,13 @@ def _parser() -> argparse.ArgumentParser:
         "transcribe", help="transcribe audio files locally with the same Transcriber"
     )
     t.add_argument("files", nargs="+", metavar="FILE", help="any audio file FFmpeg can decode")
-    t.add_argument("--json", action="store_true", help="one JSON object per utterance")
+    t.add_argument(
+        "--json",
+        action="store_true",
+        help="one JSON object per utterance; its latency_ms (end of speech to text) is null "
+        "without --realtime, since audio read faster than it was spoken has no latency, and "
+        "when the engine gives the words no times",
+    )
     t.add_argument("--realtime", action="store_true", help="feed audio at real-time speed")
     t.add_argument("--engine", choices=["local", "assemblyai"], help="default: from settings")
     t.add_argument("--env-file", type=Path, help="settings file (default: nearest .env)")
@@ -83,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         if args_in and args_in[0] in LIVEKIT_COMMANDS:
             return _run_livekit_cli(args_in)
         args = parser.parse_args(args_in)
+        if args.command is None:
+            parser.print_help(sys.stderr)
+            return EXIT_USAGE
         if args.command == "transcribe":
             return _transcribe(args)
         return _check(args)

@@ -39,7 +39,7 @@ class Utterance:
     language: str | None = None
     annotations: dict[str, Any] = field(default_factory=dict)
     source: str | None = None  # file name or room name
-    original_text: str | None = None  # set when a handler replaced the text
+    original_text: str | None = None  # only when a handler keeps what it replaced
     handler_errors: list[str] = field(default_factory=list)
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     received_at: float = field(default_factory=time.time)

@@ -37,8 +37,19 @@ _DEFAULT_REDACTIONS = (
 )
 
 
-def redact(words: Iterable[str] = (), *, patterns: Iterable[str] = _DEFAULT_REDACTIONS) -> Handler:
-    """Replace the given words and patterns with █ blocks (returns the new text)."""
+def redact(
+    words: Iterable[str] = (),
+    *,
+    patterns: Iterable[str] = _DEFAULT_REDACTIONS,
+    keep_original: bool = False,
+) -> Handler:
+    """Replace the given words and patterns with █ blocks (returns the new text).
+
+    The redacted words are gone: the feed, its exports, `append_jsonl`, the views and the saved
+    notebook hold only the blocks. `keep_original=True` keeps the unredacted text as the
+    utterance's `original_text`, which the view shows as "(was: …)" and every export writes:
+    for trying out a word list on recordings you may keep, never for data you must not.
+    """
     parts = [*patterns, *(r"\b" + re.escape(w) + r"\b" for w in words)]
     pattern = re.compile("|".join(parts), re.I) if parts else None
 
@@ -46,7 +57,11 @@ def redact(words: Iterable[str] = (), *, patterns: Iterable[str] = _DEFAULT_REDA
         if pattern is None:
             return None
         new = pattern.sub(lambda m: "█" * len(m.group(0)), u.text)
-        return new if new != u.text else None
+        if new == u.text:
+            return None
+        if keep_original and u.original_text is None:
+            u.original_text = u.text
+        return new
 
     return redact
 

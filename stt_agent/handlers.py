@@ -4,6 +4,10 @@ A handler may return:
 * `None` – nothing to add;
 * a `dict` of JSON values – annotations shown next to the text (e.g. `{"wpm": 152}`);
 * a `str` – replacement text (e.g. a redacted transcript); later handlers see the new text.
+  The text it replaced is dropped: the feed, its exports, the views and the saved notebook
+  only ever hold the new text. A handler that wants the replaced text kept (to see what a
+  corrector changed, say) sets `u.original_text` itself before returning, as
+  `redact(..., keep_original=True)` does.
 
 Anything else (a list, a generator, a dict holding a `datetime`) is recorded as an error on
 the utterance when it is returned, so an export never fails on it later.
@@ -315,8 +319,7 @@ def _apply(utterance: Utterance, result: Any) -> None:
     if result is None:
         return
     if isinstance(result, str):
-        if utterance.original_text is None:
-            utterance.original_text = utterance.text
+        # The replaced text is not kept here: a redactor's words must not reach an export.
         utterance.text = str(result)
     elif isinstance(result, dict):
         try:

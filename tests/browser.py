@@ -125,9 +125,23 @@ class JupyterLab:
         except OSError:
             return ""
 
-    def api(self, path: str, timeout: float = 5.0) -> Any:
-        with urllib.request.urlopen(self.url_for(f"api/{path}"), timeout=timeout) as r:
-            return json.load(r)
+    def api(self, path: str, timeout: float = 5.0, *, put: Any = None, delete: bool = False) -> Any:
+        """GET `api/<path>`, PUT the JSON `put` there, or DELETE it; the answer's JSON."""
+        request = urllib.request.Request(
+            self.url_for(f"api/{path}"),
+            data=None if put is None else json.dumps(put).encode(),
+            method="DELETE" if delete else "GET" if put is None else "PUT",
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=timeout) as r:
+            body = r.read()
+        return json.loads(body) if body else None
+
+    def shut_down_kernels(self, folder: str) -> None:
+        """End the sessions (and kernels) of the notebooks under `folder`/."""
+        for session in self.api("sessions"):
+            if session["path"].startswith(f"{folder}/"):
+                self.api(f"sessions/{session['id']}", delete=True)
 
 
 def _free_port() -> int:
@@ -163,27 +177,37 @@ def _lab_env(home: Path) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def running_jupyter_lab(root_dir: Path, home: Path) -> Iterator[JupyterLab]:
-    """`jupyter lab` from this venv on a free port; its whole process group is stopped after."""
+def running_jupyter_lab(
+    root_dir: Path, home: Path, *options: str, as_make_lab: bool = False
+) -> Iterator[JupyterLab]:
+    """`jupyter lab` from this venv on a free port, with `options` added; its whole process
+    group is stopped after.
+
+    `as_make_lab`: started the way `make lab` starts it (`python -m tools.lab`: the notebooks
+    in `root_dir` trusted, the course's server config), on this port; the token is the one the
+    server made up and printed in its URL, as a learner gets it.
+    """
     port, token = _free_port(), secrets.token_hex(16)
     log_path = home / "jupyter-lab.log"
     settings = home / "lab-settings"
     workspaces = home / "lab-workspaces"
+    launcher = ["tools.lab", f"--notebooks={root_dir}"] if as_make_lab else ["jupyterlab"]
     cmd = [
         sys.executable,
         "-m",
-        "jupyterlab",
+        *launcher,
         "--no-browser",
         "--ServerApp.ip=127.0.0.1",
         f"--ServerApp.port={port}",
         "--ServerApp.port_retries=0",
         f"--ServerApp.root_dir={root_dir}",
-        f"--IdentityProvider.token={token}",
+        *([] if as_make_lab else [f"--IdentityProvider.token={token}"]),
         f"--LabApp.user_settings_dir={settings}",
         f"--LabApp.workspaces_dir={workspaces}",
         "--LabApp.news_url=None",
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
         "--MappingKernelManager.cull_idle_timeout=0",
+        *options,
     ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         cmd.append("--allow-root")  # containers and CI runners
@@ -199,10 +223,25 @@ def running_jupyter_lab(root_dir: Path, home: Path) -> Iterator[JupyterLab]:
         )
     lab = JupyterLab(f"http://127.0.0.1:{port}/", token, root_dir, log_path, process)
     try:
+        if as_make_lab:
+            lab.token = _token_from_the_url(lab)
         _wait_until_up(lab)
         yield lab
     finally:
         _stop_group(process)
+
+
+def _token_from_the_url(lab: JupyterLab) -> str:
+    """The token in the URL the server prints for the learner to open."""
+    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        found = re.search(r"\?token=(\w+)", lab.log_tail(200))
+        if found:
+            return found.group(1)
+        if lab.process.poll() is not None:
+            break
+        time.sleep(0.25)
+    raise RuntimeError(f"jupyter lab printed no URL with a token:\n{lab.log_tail()}")
 
 
 def _wait_until_up(lab: JupyterLab) -> None:
@@ -451,3 +490,30 @@ def notebook_errors(page: Any) -> list[str]:
 def console_tail(page: Any, lines: int = 30) -> str:
     kept = getattr(page, "console_lines", [])
     return "browser console:\n" + "\n".join(kept[-lines:])
+
+
+def pictures(page: Any, selector: str = "img", *, timeout: float = 30.0) -> list[dict[str, Any]]:
+    """Every picture matching `selector` once it has loaded (or failed to): its `src` (cut
+    short) and `naturalWidth`, which is 0 for a picture the browser could not render. Each is
+    scrolled into view first, so none is skipped for being off screen."""
+    found = page.locator(selector)
+    for i in range(found.count()):
+        found.nth(i).scroll_into_view_if_needed()
+    page.wait_for_function(
+        "sel => [...document.querySelectorAll(sel)].every(img => img.complete)",
+        arg=selector,
+        timeout=timeout * 1000,
+        polling=250,
+    )
+    return page.eval_on_selector_all(
+        selector,
+        "els => els.map(img => ({src: (img.getAttribute('src') || '').slice(0, 60),"
+        " naturalWidth: img.naturalWidth}))",
+    )
+
+
+def pictures_in_markdown(path: Path) -> int:
+    """How many pictures the notebook's markdown cells show (Markdown or HTML syntax)."""
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    text = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    return len(re.findall(r"!\[[^\]]*\]\(|<img\b", text))

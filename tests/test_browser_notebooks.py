@@ -1,6 +1,6 @@
-"""The committed notebooks 03 and 04 in a real JupyterLab, in headless Chromium: Run All, then
-the recording's words must appear in the TranscriptView on the page. Screenshots are kept as
-test artefacts (printed with their paths)."""
+"""The committed notebooks in a real JupyterLab, in headless Chromium: every picture renders,
+and in 03 and 04, after Run All, the recording's words appear in the TranscriptView on the
+page. Screenshots are kept as test artefacts (printed with their paths)."""
 
 from __future__ import annotations
 
@@ -12,13 +12,23 @@ from pathlib import Path
 import pytest
 
 pytest.register_assert_rewrite("tests.browser")  # it is a plugin too (below)
-from tests.browser import open_notebook, run_all, wait_for_kernel_idle, wait_for_text  # noqa: E402
+from tests.browser import (  # noqa: E402
+    console_tail,
+    open_notebook,
+    pictures,
+    pictures_in_markdown,
+    run_all,
+    wait_for_kernel_idle,
+    wait_for_text,
+)
 
 pytest_plugins = ["tests.browser"]
 pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parents[1]
 ROWS = ".stt-transcript-view .stt-row"  # the live widget's rows (not its hidden saved copy)
+NOTEBOOKS = sorted(p.name for p in (REPO / "notebooks").glob("*.ipynb"))
+_VISIBLE = ".jp-NotebookPanel:not(.lm-mod-hidden)"
 
 
 def _run_all(lab, page, notebook: str) -> float:
@@ -39,6 +49,28 @@ def _saved_copies_are_hidden(page) -> None:
     assert copies.count() >= 1
     assert "utterances" in copies.first.text_content()
     assert not any(copies.nth(i).is_visible() for i in range(copies.count()))
+
+
+def test_every_picture_in_every_notebook_renders(lab, lab_page) -> None:
+    """An attachment JupyterLab cannot render (an SVG, say) shows as a broken picture, whose
+    natural width is 0; opening each notebook, unexecuted, is enough to see it."""
+    shown = {}
+    for notebook in NOTEBOOKS:
+        lab.copy_in(REPO / "notebooks" / notebook, f"pictures/{notebook}")
+        open_notebook(lab_page, f"pictures/{notebook}")
+        expected = pictures_in_markdown(REPO / "notebooks" / notebook)
+        selector = f"{_VISIBLE} .jp-MarkdownCell img"
+        lab_page.wait_for_function(
+            "([sel, n]) => document.querySelectorAll(sel).length >= n",
+            arg=[selector, expected],
+            timeout=60_000,
+        )
+        shown[notebook] = pictures(lab_page, selector)
+        assert len(shown[notebook]) == expected, (notebook, shown[notebook])
+    lab.shut_down_kernels("pictures")  # opening started them; nothing here runs a cell
+    assert sum(map(len, shown.values())) >= 1  # the course has pictures, and they were found
+    broken = {nb: [p for p in found if p["naturalWidth"] == 0] for nb, found in shown.items()}
+    assert not any(broken.values()), f"broken pictures: {broken}\n{console_tail(lab_page)}"
 
 
 def test_transcriber_notebook_shows_the_words_live(lab, lab_page, save_screenshot):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -56,6 +57,25 @@ def _popen(*args: str) -> subprocess.Popen[str]:
         # Python then leaves it ignored; this child must see it as a terminal user's would.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
+
+
+# --- finding one's way ----------------------------------------------------------------------
+
+
+def test_no_command_lists_the_commands_and_exits_2():
+    result = run_cli()
+    assert result.returncode == 2
+    assert result.stdout == ""
+    for command in ("dev", "start", "console", "connect", "transcribe", "check"):
+        assert re.search(rf"^\s+{command}\s+\S", result.stderr, re.M), result.stderr
+    assert "the following arguments are required" not in result.stderr
+
+
+def test_transcribe_help_explains_a_null_latency():
+    result = run_cli("transcribe", "--help")
+    assert result.returncode == 0
+    said = " ".join(result.stdout.split())  # argparse wraps the help text
+    assert "latency_ms" in said and "null without --realtime" in said, result.stdout
 
 
 # --- honest endings of `transcribe` --------------------------------------------------------

@@ -6,7 +6,9 @@ tests/test_wheel_course.py.
 
 from __future__ import annotations
 
+import base64
 import re
+import struct
 import tomllib
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import nbformat
 import pytest
 
 from stt_agent import samples
-from tools import course
+from tools import course, diagrams
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
@@ -84,3 +86,30 @@ def test_samples_are_small_known_and_named() -> None:
         assert info.text and info.attribution and info.path.is_file()
     with pytest.raises(LookupError, match=r"no sample named 'nope'.*jfk"):
         samples.path("nope")
+
+
+@notebook_params
+def test_pictures_are_attachments_every_renderer_shows(notebook: Path) -> None:
+    """JupyterLab 4 renders no SVG attachment ("Cannot render unknown image mime type"); the
+    diagrams are PNGs rendered from their SVG sources by `python -m tools.diagrams`."""
+    nb = nbformat.read(notebook, as_version=4)
+    for cell in nb.cells:
+        for name, bundle in cell.get("attachments", {}).items():
+            assert list(bundle) == ["image/png"], f"{notebook.name}: {name} is {list(bundle)}"
+            assert f"attachment:{name}" in cell.source, f"{notebook.name}: {name} is not shown"
+
+
+def test_each_diagram_is_attached_at_its_rendered_size() -> None:
+    for stem, notebook in diagrams.DIAGRAMS.items():
+        svg = (REPO / "tools" / "diagrams" / f"{stem}.svg").read_text()
+        size = re.search(r'<svg[^>]*\bwidth="(\d+)"[^>]*\bheight="(\d+)"', svg)
+        assert size, f"{stem}.svg has no width and height"
+        nb = nbformat.read(REPO / "notebooks" / notebook, as_version=4)
+        [png] = [
+            base64.b64decode(c.attachments[f"{stem}.png"]["image/png"])
+            for c in nb.cells
+            if f"{stem}.png" in c.get("attachments", {})
+        ]
+        width, height = struct.unpack(">II", png[16:24])  # the PNG header's IHDR chunk
+        expected = tuple(int(n) * diagrams.ZOOM for n in size.groups())
+        assert (width, height) == expected, f"re-render it: python -m tools.diagrams ({stem})"

@@ -1,6 +1,7 @@
-"""`make site`: the executed course as static HTML shows the transcript words in a real browser
-(headless Chromium, offline: the widget library cannot load, so this is what a reader without
-a kernel or a network sees). Notebooks 03 and 04 only: they are the ones with transcripts."""
+"""`make site`: the executed course as static HTML, in a real browser (headless Chromium,
+offline: the widget library cannot load, so this is what a reader without a kernel or a
+network sees). Every page's pictures render; 03 and 04, the notebooks with transcripts, show
+the transcript words."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 pytest.register_assert_rewrite("tests.browser")
+from tests.browser import pictures, pictures_in_markdown  # noqa: E402
 from tools import site  # noqa: E402
 
 pytest_plugins = ["tests.browser"]
@@ -16,13 +18,13 @@ pytestmark = [pytest.mark.browser, pytest.mark.notebooks]
 
 REPO = Path(__file__).resolve().parents[1]
 SAVED_ROWS = ".stt-transcript-saved .stt-row"
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("site")
-    notebooks = [REPO / "notebooks" / n for n in ("03_transcriber_agent", "04_turn_handlers")]
-    site.build(out, [p.with_suffix(".ipynb") for p in notebooks])
+    site.build(out, NOTEBOOKS)
     return out
 
 
@@ -36,7 +38,21 @@ def _open(launch_chromium, page_path: Path):
 def test_index_links_every_page(built: Path, launch_chromium) -> None:
     page = _open(launch_chromium, built / "index.html")
     links = page.locator("a").evaluate_all("els => els.map(e => e.getAttribute('href'))")
-    assert links == ["03_transcriber_agent.html", "04_turn_handlers.html"]
+    assert links == [f"{p.stem}.html" for p in NOTEBOOKS]
+
+
+def test_every_picture_on_every_page_renders(built: Path, launch_chromium) -> None:
+    """The markdown's pictures (attachments, embedded by nbconvert) and the plots of the
+    executed cells: none may be broken (natural width 0)."""
+    shown = {}
+    for notebook in NOTEBOOKS:
+        page = _open(launch_chromium, built / f"{notebook.stem}.html")
+        shown[notebook.stem] = pictures(page)
+        assert len(shown[notebook.stem]) >= pictures_in_markdown(notebook), shown
+        page.close()
+    assert sum(map(len, shown.values())) >= 1
+    broken = {name: [p for p in found if p["naturalWidth"] == 0] for name, found in shown.items()}
+    assert not any(broken.values()), f"broken pictures: {broken}"
 
 
 @pytest.mark.parametrize(
