@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import wave
 from pathlib import Path
 
 import numpy as np
@@ -85,3 +86,32 @@ def test_damaged_files_never_cost_the_intact_one(
     assert str(intact) not in failures, context
     wer = corpus_wer([samples.info(INTACT).text], [" ".join(transcribed[str(intact)])])
     assert wer <= MAX_INTACT_WER, f"intact file: WER {wer:.2f} ({context})"
+
+
+def test_files_with_next_to_no_audio_cost_nothing_else(tmp_path: Path) -> None:
+    """A header with no samples, 0.05 s and 0.1 s of audio: nothing to recognise is a result
+    (or that file's one line), and the recordings after them are still transcribed."""
+    pcm = samples.load(INTACT)
+    short = {}
+    for name, n in (("header_only", 0), ("blip_50ms", 800), ("blip_100ms", 1600)):
+        path = tmp_path / f"{name}.wav"
+        with wave.open(str(path), "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(16_000)
+            w.writeframes(pcm[:n].astype("<i2").tobytes())
+        short[name] = str(path)
+    intact = str(samples.path(INTACT))
+
+    result = run_cli("transcribe", "--json", *short.values(), intact, timeout=BATCH_TIMEOUT_S)
+
+    assert "Traceback" not in result.stderr and "stopped answering" not in result.stderr
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("stt-agent: ")]
+    assert lines == [
+        f"stt-agent: {short['header_only']}: contains no audio samples",
+        f"stt-agent: {short['blip_50ms']}: no speech found",
+        f"stt-agent: {short['blip_100ms']}: no speech found",
+    ], result.stderr
+    texts = [json.loads(line)["text"] for line in result.stdout.splitlines()]
+    assert corpus_wer([samples.info(INTACT).text], [" ".join(texts)]) <= MAX_INTACT_WER, texts
