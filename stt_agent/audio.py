@@ -87,9 +87,7 @@ def probe(path: str | os.PathLike[str]) -> AudioInfo:
         info = _open_info(p, name)
     except AudioSourceError:
         raise
-    except av.FFmpegError as e:
-        raise AudioSourceError(name, f"not a readable audio file ({_ffmpeg_reason(e)})") from None
-    except Exception as e:  # a damaged file can make PyAV raise anything
+    except Exception as e:  # FFmpeg's errors, and whatever else a damaged file makes PyAV raise
         raise AudioSourceError(name, f"not a readable audio file ({_reason(e)})") from None
     problem = implausible_format(info.sample_rate, info.channels) or implausible_length(
         info.duration_s, size
@@ -152,14 +150,10 @@ def _wav_header_duration(path: Path) -> float | None:
     return frames / rate
 
 
-def _ffmpeg_reason(e: av.FFmpegError) -> str:
-    return (getattr(e, "strerror", None) or str(e)).rstrip(".").lower()
-
-
 def _reason(e: Exception) -> str:
     """FFmpeg's own words when it was FFmpeg, else the exception's kind: one short phrase."""
     if isinstance(e, av.FFmpegError):
-        return _ffmpeg_reason(e)
+        return (getattr(e, "strerror", None) or str(e)).rstrip(".").lower()
     text = " ".join(str(e).split())[:120]
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
