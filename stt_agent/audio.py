@@ -22,6 +22,7 @@ import av
 import numpy as np
 from livekit import rtc
 
+from .audio_probe import implausible_format, implausible_length
 from .errors import AudioSourceError
 from .pacing import Pacer, with_trailing_silence
 
@@ -71,37 +72,62 @@ class AudioInfo:
 
 
 def probe(path: str | os.PathLike[str]) -> AudioInfo:
-    """Open a file just far enough to know it is audio; raise `AudioSourceError` otherwise."""
+    """Open a file just far enough to know it is plausible audio; raise `AudioSourceError`
+    otherwise (one that names the file and what is wrong with it)."""
     p = Path(path)
     name = str(path)
     if not p.exists():
         raise AudioSourceError(name, "no such file")
     if p.is_dir():
         raise AudioSourceError(name, "is a folder, not an audio file")
-    if p.stat().st_size == 0:
+    size = p.stat().st_size
+    if size == 0:
         raise AudioSourceError(name, "the file is empty")
     try:
-        with av.open(str(p)) as container:
-            if not container.streams.audio:
-                raise AudioSourceError(name, "has no audio stream")
-            stream = container.streams.audio[0]
-            duration = None
-            if stream.duration is not None and stream.time_base is not None:
-                duration = float(stream.duration * stream.time_base)
-            elif container.duration is not None:
-                duration = container.duration / av.time_base
-            return AudioInfo(
-                path=p,
-                codec=stream.codec_context.name,
-                sample_rate=stream.codec_context.sample_rate,
-                channels=stream.codec_context.channels,
-                duration_s=duration,
-                header_duration_s=_wav_header_duration(p),
-            )
+        info = _open_info(p, name)
     except AudioSourceError:
         raise
-    except av.FFmpegError as e:
-        raise AudioSourceError(name, f"not a readable audio file ({_ffmpeg_reason(e)})") from None
+    except Exception as e:  # FFmpeg's errors, and whatever else a damaged file makes PyAV raise
+        raise AudioSourceError(name, f"not a readable audio file ({_reason(e)})") from None
+    problem = implausible_format(info.sample_rate, info.channels) or implausible_length(
+        info.duration_s, size
+    )
+    if problem:
+        raise AudioSourceError(name, problem)
+    return info
+
+
+def _open(path: Path) -> av.container.InputContainer:
+    # Damaged tags (not UTF-8) must not cost the audio: the kit never reads them.
+    return av.open(str(path), metadata_errors="replace")
+
+
+def _open_info(p: Path, name: str) -> AudioInfo:
+    with _open(p) as container:
+        if not container.streams.audio:
+            raise AudioSourceError(name, "has no audio stream")
+        stream = container.streams.audio[0]
+        # None when FFmpeg has no decoder for what the header describes (65535 bits per sample)
+        codec = stream.codec_context
+        if codec is None or not codec.name:
+            raise AudioSourceError(
+                name,
+                "not a readable audio file (its header describes audio no decoder knows: "
+                "the file is damaged or in a format FFmpeg does not support)",
+            )
+        duration = None
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration = container.duration / av.time_base
+        return AudioInfo(
+            path=p,
+            codec=codec.name,
+            sample_rate=codec.sample_rate,
+            channels=codec.channels,
+            duration_s=duration,
+            header_duration_s=_wav_header_duration(p),
+        )
 
 
 def _wav_header_duration(path: Path) -> float | None:
@@ -114,50 +140,43 @@ def _wav_header_duration(path: Path) -> float | None:
         with wave.open(str(path), "rb") as w:
             frames, rate, frame_bytes = w.getnframes(), w.getframerate(), w.getsampwidth()
             frame_bytes *= w.getnchannels()
-    except (wave.Error, EOFError, OSError):
-        return None  # float, extensible or RF64 WAVs: FFmpeg's own duration stands
+    except (wave.Error, EOFError, OSError, ValueError, ArithmeticError):
+        # float, extensible or RF64 WAVs, or a header `wave` cannot make sense of: FFmpeg's
+        # own duration stands
+        return None
     # 0 and 0xFFFFFFFF bytes are what streaming writers declare when the size is unknown.
     if not frames or not rate or frames * frame_bytes >= 0xFFFFFFFF - frame_bytes:
         return None
     return frames / rate
 
 
-def _ffmpeg_reason(e: av.FFmpegError) -> str:
-    return (getattr(e, "strerror", None) or str(e)).rstrip(".").lower()
+def _reason(e: Exception) -> str:
+    """FFmpeg's own words when it was FFmpeg, else the exception's kind: one short phrase."""
+    if isinstance(e, av.FFmpegError):
+        return (getattr(e, "strerror", None) or str(e)).rstrip(".").lower()
+    text = " ".join(str(e).split())[:120]
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def decode_pcm(path: Path, info: AudioInfo) -> Iterator[np.ndarray]:
-    """int16 mono 16 kHz chunks of about `_DECODE_CHUNK_S` seconds, streamed from the file."""
-    resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
-    target = int(_DECODE_CHUNK_S * SAMPLE_RATE)
-    pending: list[np.ndarray] = []
-    pending_n = 0
+    """int16 mono 16 kHz chunks of about `_DECODE_CHUNK_S` seconds, streamed from the file.
+
+    Whatever goes wrong mid-file (FFmpeg's errors, a frame whose rate or channels no
+    recording has, more audio than the bytes can hold) is an `AudioSourceError` naming the
+    file and how far decoding got; what came before it has been yielded."""
     decoded_n = 0
     try:
-        with av.open(str(path)) as container:
-            stream = container.streams.audio[0]
-            for packet in container.demux(stream):
-                for frame in packet.decode():
-                    for out in resampler.resample(frame):
-                        pcm = out.to_ndarray().reshape(-1)
-                        pending.append(pcm)
-                        pending_n += pcm.size
-                    if pending_n >= target:
-                        chunk = np.concatenate(pending)
-                        decoded_n += chunk.size
-                        pending, pending_n = [], 0
-                        yield chunk
-            for out in resampler.resample(None):
-                pending.append(out.to_ndarray().reshape(-1))
-    except av.FFmpegError as e:
+        for chunk in _decode_chunks(path):
+            decoded_n += chunk.size
+            yield chunk
+    except AudioSourceError as e:
         raise AudioSourceError(
-            str(path),
-            f"decoding failed after {decoded_n / SAMPLE_RATE:.1f} s ({_ffmpeg_reason(e)})",
+            str(path), f"decoding failed after {decoded_n / SAMPLE_RATE:.1f} s ({e.problem})"
         ) from None
-    if pending:
-        chunk = np.concatenate(pending)
-        decoded_n += chunk.size
-        yield chunk
+    except Exception as e:  # a damaged file can make PyAV raise anything
+        raise AudioSourceError(
+            str(path), f"decoding failed after {decoded_n / SAMPLE_RATE:.1f} s ({_reason(e)})"
+        ) from None
     if decoded_n == 0:
         raise AudioSourceError(str(path), "contains no audio samples")
     # A cut-off download or copy decodes "successfully" but shorter than its header says.
@@ -168,6 +187,43 @@ def decode_pcm(path: Path, info: AudioInfo) -> Iterator[np.ndarray]:
             f"the file is truncated: its header promises {promised:.1f} s "
             f"but only {decoded_n / SAMPLE_RATE:.1f} s of audio is there",
         )
+
+
+def _decode_chunks(path: Path) -> Iterator[np.ndarray]:
+    resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+    target = int(_DECODE_CHUNK_S * SAMPLE_RATE)
+    size = path.stat().st_size
+    pending: list[np.ndarray] = []
+    pending_n = 0
+    decoded_n = 0
+    with _open(path) as container:
+        stream = container.streams.audio[0]
+        for packet in container.demux(stream):
+            for frame in packet.decode():
+                # Each frame carries its own format; a damaged one can claim anything.
+                problem = implausible_format(
+                    frame.sample_rate, frame.layout.nb_channels, who="a frame"
+                )
+                if problem:
+                    raise AudioSourceError(str(path), problem)
+                for out in resampler.resample(frame):
+                    pcm = out.to_ndarray().reshape(-1)
+                    pending.append(pcm)
+                    pending_n += pcm.size
+                if pending_n >= target:
+                    chunk = np.concatenate(pending)
+                    decoded_n += chunk.size
+                    pending, pending_n = [], 0
+                    problem = implausible_length(
+                        decoded_n / SAMPLE_RATE, size, who="its decoded stream"
+                    )
+                    if problem:
+                        raise AudioSourceError(str(path), problem)
+                    yield chunk
+        for out in resampler.resample(None):
+            pending.append(out.to_ndarray().reshape(-1))
+    if pending:
+        yield np.concatenate(pending)
 
 
 def to_frames(pcm: np.ndarray, carry: np.ndarray) -> tuple[list[rtc.AudioFrame], np.ndarray]:

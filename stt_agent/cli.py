@@ -235,7 +235,7 @@ async def _transcribe_sources(
 ) -> int:
     from .audio import AudioSourceError
     from .engines import make_stt
-    from .errors import ModelError
+    from .errors import ModelError, StalledError
     from .feed import TranscriptFeed, Utterance
     from .local import EngineError, transcribe
 
@@ -277,10 +277,15 @@ async def _transcribe_sources(
                 print(f"stt-agent: {e}", file=sys.stderr)
                 status = EXIT_BAD_INPUT
                 continue
+            except StalledError as e:
+                # this file's stream: the next file gets a stream of its own
+                print(f"stt-agent: {source.name}: {e}", file=sys.stderr)
+                status = max(status, 1)
+                continue
             except EngineError as e:
                 print(f"stt-agent: {source.name}: {e}", file=sys.stderr)
                 status = max(status, 1)
-                break  # the engine will fail the same way for every other file
+                break  # a refused key or endpoint fails the same way for every other file
             if not utterances:
                 # say so: an empty output and exit 0 would look like a failure to transcribe
                 print(f"stt-agent: {source.name}: no speech found", file=sys.stderr)

@@ -29,6 +29,11 @@ class EngineError(SttAgentError, RuntimeError):
     """The speech engine failed for good (a refused key, an endpoint that stopped answering)."""
 
 
+class StalledError(EngineError):
+    """The engine stopped answering during one source. The next source gets a stream of its
+    own, so a batch goes on with its other files (a refused key, by contrast, would not)."""
+
+
 class ModelError(EngineError):
     """The local model cannot be loaded; the message says why and what to do."""
 

@@ -20,7 +20,7 @@ from .audio_input import SourceAudioInput
 from .config import Settings, load_settings
 from .engines import LocalSTT, load_vad, make_stt
 from .engines.assemblyai import AssemblyAISTT
-from .errors import EngineError
+from .errors import EngineError, StalledError
 from .feed import TranscriptFeed, Utterance
 from .handlers import TurnHandlers
 from .observer import TurnObserver
@@ -123,11 +123,11 @@ class LocalRun:
         audio_input = self._audio_input = SourceAudioInput(source, progress)
         session = make_session(close_transcript_timeout=0.2)
         session.input.audio = audio_input
-        failure: list[str] = []
+        failure: list[EngineError] = []
 
         def on_stt_error(event: lk_stt.STTError) -> None:
             if not event.recoverable and not failure:
-                failure.append(describe_engine_error(event.error, self.stt))
+                failure.append(EngineError(describe_engine_error(event.error, self.stt)))
                 progress.touch()
 
         self.stt.on("error", on_stt_error)
@@ -149,12 +149,12 @@ class LocalRun:
             await turns.aclose()
             unsubscribe()
         if failure:
-            raise EngineError(failure[0])
+            raise failure[0]
         if audio_input.error is not None:
             raise audio_input.error
         return finals
 
-    async def _until_done(self, failure: list[str]) -> None:
+    async def _until_done(self, failure: list[EngineError]) -> None:
         progress = self.progress
         stop_deadline: float | None = None
         while not failure:
@@ -162,7 +162,9 @@ class LocalRun:
             if verdict.state == "done":
                 return
             if verdict.state == "stalled":
-                failure.append(f"{describe_engine(self.stt)} stopped answering: {verdict.reason}")
+                failure.append(
+                    StalledError(f"{describe_engine(self.stt)} stopped answering: {verdict.reason}")
+                )
                 return
             if self._stop_requested:
                 # A stop is bounded: what is already in the handlers may finish, briefly.

@@ -111,7 +111,7 @@ class TurnObserver:
         if event.type == stt.SpeechEventType.FINAL_TRANSCRIPT:
             self._last_interim = None
             if event.alternatives and event.alternatives[0].text.strip():
-                self._answered(event.alternatives[0].end_time)
+                self._answered()
                 self._turn_finals.append(event)
                 progress.finals += 1
             if not progress.exact:
@@ -119,7 +119,7 @@ class TurnObserver:
         elif event.type == stt.SpeechEventType.INTERIM_TRANSCRIPT and event.alternatives:
             alt = event.alternatives[0]
             if alt.text.strip():
-                self._answered(alt.end_time)
+                self._answered()
                 if not progress.exact:
                     progress.speech_open = True
                 self._last_interim = Utterance(
@@ -135,9 +135,11 @@ class TurnObserver:
         progress.turns_open = len(self._turn_finals) + self._delivering
         progress.touch(recogniser=True)
 
-    def _answered(self, end_s: float) -> None:
+    def _answered(self) -> None:
+        """Words arrived: the service is alive and has answered the audio sent so far (on the
+        kit's clock; its word times need not agree with it, see `SpeechWatch`)."""
         if self._watch is not None:
-            self._watch.answered(end_s)
+            self._watch.answered()
 
     def _on_stt_metrics(self, metrics: Any) -> None:
         if getattr(metrics, "audio_duration", 0):

@@ -8,7 +8,9 @@ handlers, never when a clock runs out. Three parties write to one `RunProgress`:
   never outruns recognition);
 * the recogniser side counts what reached the STT and what it has finished with. The local
   engine reports every sample it has processed; a streaming service only reports turns, so
-  for it "recognised" means that every bit of speech it was sent has been answered;
+  for it "recognised" means that every bit of speech it was sent has been answered (on the
+  kit's clock: an answer covers the audio sent before it arrived, whatever times its words
+  carry, see `SpeechWatch`);
 * the turn side (`TurnObserver`) counts finals heard and turns delivered.
 
 `verdict()` reads the record and says: keep going, done, or stalled (with what is missing).
@@ -71,7 +73,7 @@ class RunProgress:
     queued_decodes: int = 0  # utterances ended but not yet decoded (local engine)
     speech_open: bool = False  # speech heard that no final has closed yet
     # Streaming services only (their silence is otherwise indistinguishable from a stall):
-    # speech our own VAD heard that no transcript has covered yet (see `SpeechWatch`).
+    # speech our own VAD heard that was sent after the service's latest answer (`SpeechWatch`).
     unanswered_s: float = 0.0  # seconds of such speech
     unanswered_from: float | None = None  # where the first of it starts, in audio seconds
     unanswered_since: float | None = None  # wall clock when the VAD closed the first of it

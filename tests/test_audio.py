@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import struct
 import threading
 import time
 import tracemalloc
@@ -393,6 +394,80 @@ def test_bad_files_name_the_file_and_the_problem(tmp_path: Path, make: object, s
         assert caught.value.source == str(path)
         assert str(path) in str(caught.value)
         assert says in caught.value.problem
+
+
+# (offset, struct format) of fields in the 44-byte header `wave` writes
+_WAV_FIELDS = {"channels": (22, "<H"), "sample rate": (24, "<I"), "bits per sample": (34, "<H")}
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("bits per sample", 65535, "no decoder knows"),
+        ("sample rate", 1, "sample rate of 1 Hz, which no recording has"),
+        ("sample rate", 2_000_000, "sample rate of 2000000 Hz"),
+        ("channels", 0, "0 audio channels"),
+        ("channels", 65535, "audio channels, which no recording has"),
+    ],
+)
+def test_headers_no_recording_has_are_refused_before_decoding(
+    tmp_path: Path, jfk_wav: Path, field: str, value: int, says: str
+) -> None:
+    """FFmpeg opens these and believes them (1 Hz makes 350 KB into 49 hours of "audio")."""
+    offset, fmt = _WAV_FIELDS[field]
+    data = bytearray(jfk_wav.read_bytes())
+    data[offset : offset + struct.calcsize(fmt)] = struct.pack(fmt, value)
+    path = tmp_path / "damaged.wav"
+    path.write_bytes(bytes(data))
+    for attempt in (probe, FileSource, as_source):
+        with pytest.raises(AudioSourceError) as caught:
+            attempt(path)
+        assert caught.value.source == str(path)
+        assert says in caught.value.problem, caught.value.problem
+
+
+def test_a_length_the_bytes_cannot_hold_is_refused(tmp_path: Path) -> None:
+    """A FLAC whose STREAMINFO claims 2^36 - 1 samples (1193 hours) in a few KB."""
+    path = tmp_path / "endless.flac"
+    with av.open(str(path), "w", format="flac") as out:
+        stream = out.add_stream("flac", rate=SAMPLE_RATE, layout="mono")
+        frame = av.AudioFrame.from_ndarray(
+            np.zeros((1, SAMPLE_RATE), np.int16), format="s16", layout="mono"
+        )
+        frame.sample_rate = SAMPLE_RATE
+        out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    data = bytearray(path.read_bytes())
+    packed = int.from_bytes(data[18:26], "big") | ((1 << 36) - 1)  # total samples: all ones
+    data[18:26] = packed.to_bytes(8, "big")
+    path.write_bytes(bytes(data))
+    with pytest.raises(AudioSourceError) as caught:
+        probe(path)
+    assert "hours of audio in" in caught.value.problem, caught.value.problem
+
+
+async def test_damage_met_mid_file_is_one_error_after_the_audio_before_it(
+    tmp_path: Path, jfk_wav: Path
+) -> None:
+    """A FLAC that is noise from the middle on: the first half is handed on, then one
+    `AudioSourceError` says where decoding stopped (no PyAV exception escapes)."""
+    path = tmp_path / "damaged_middle.flac"
+    with av.open(str(jfk_wav)) as src, av.open(str(path), "w", format="flac") as out:
+        stream = out.add_stream("flac", rate=SAMPLE_RATE, layout="mono")
+        for frame in src.decode(audio=0):
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    data = path.read_bytes()
+    middle = len(data) // 2
+    path.write_bytes(data[:middle] + np.random.default_rng(7).bytes(len(data) - middle))
+    source = FileSource(path, trailing_silence_s=0)
+    frames: list[rtc.AudioFrame] = []
+    with pytest.raises(AudioSourceError) as caught:
+        async for frame in source.frames():
+            frames.append(frame)
+    assert caught.value.source == str(path)
+    assert "decoding failed after" in caught.value.problem or "truncated" in caught.value.problem
+    assert len(frames) * FRAME_MS / 1000 >= 3.0  # the intact first part came through
 
 
 @pytest.fixture

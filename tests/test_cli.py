@@ -116,6 +116,32 @@ def test_truncated_file_prints_its_intact_part_then_where_it_broke(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_an_engine_that_stalls_on_one_file_still_transcribes_the_others(
+    tmp_path, monkeypatch, capsys
+):
+    """A stall belongs to one file's stream (the next file gets its own), so the batch goes
+    on; in-process, with the stall injected, since a real one takes the 30 s stall window."""
+    import stt_agent.local
+    from stt_agent.errors import StalledError
+
+    first, second = samples.path("jfk"), samples.path("austen_0880")
+    real = stt_agent.local.transcribe
+
+    async def stalls_on_the_first(source, **options):
+        if str(getattr(source, "name", "")) == str(first):
+            raise StalledError("the local speech engine stopped answering: no answer for 30 s")
+        return await real(source, **options)
+
+    monkeypatch.setattr(stt_agent.local, "transcribe", stalls_on_the_first)
+    status = main(["transcribe", str(first), str(second)])
+    out = capsys.readouterr()
+    assert status == 1
+    assert _problem_lines(out.err) == [
+        f"stt-agent: {first}: the local speech engine stopped answering: no answer for 30 s"
+    ]
+    assert "young man" in normalise(out.out), out.out
+
+
 def test_a_reader_that_goes_away_ends_the_run_quietly(jfk):
     """`... transcribe talk.wav | head -1`"""
     process = _popen("transcribe", "--realtime", str(jfk))

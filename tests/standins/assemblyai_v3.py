@@ -10,12 +10,19 @@ notebook 05 teaches with. What only tests need lives here:
 * ``drop_next_session_after(seconds)``: cut a session off mid-stream, as a network failure
   (no close frame) or with a close code such as 3005 "Session Cancelled";
 * ``drop_next_session_after_first_partial()``: the same once a turn is surely in flight,
-  however slow the machine is at transcribing.
+  however slow the machine is at transcribing;
+* ``word_times``: words whose times are missing (no ``start``/``end``), zero, or counted by a
+  clock ``WORD_TIME_SHIFT_S`` behind the stream's (never below 0): services whose clock does
+  not agree with the client's;
+* ``drop_next_session_after_first_final()``: a drop once the first turn has been answered,
+  in the pause after it (no words in flight);
+* ``answer_only_the_first_turn()``: sessions stay connected and take audio, but send no Turn
+  after the first turn's: a service that really stalled.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from aiohttp import web
 
@@ -28,7 +35,10 @@ from stt_agent.engines.assemblyai_simulator import (
     send_error,
 )
 
-__all__ = ["AssemblyAIStandIn", "SessionRecord", "TranscribeFn", "Word"]
+__all__ = ["WORD_TIME_SHIFT_S", "AssemblyAIStandIn", "SessionRecord", "TranscribeFn", "Word"]
+
+WordTimes = Literal["exact", "missing", "zero", "behind"]
+WORD_TIME_SHIFT_S = 6.0  # how far behind the stream's clock "behind" word times are
 
 
 class AssemblyAIStandIn(AssemblyAISimulator):
@@ -42,6 +52,7 @@ class AssemblyAIStandIn(AssemblyAISimulator):
         host: str = "127.0.0.1",
         bad_key_response: Literal["http_401", "close_1008"] = "http_401",
         partial_interval: float = 0.6,
+        word_times: WordTimes = "exact",
     ) -> None:
         super().__init__(
             api_key=api_key, host=host, transcribe=transcribe, partial_interval=partial_interval
@@ -50,6 +61,9 @@ class AssemblyAIStandIn(AssemblyAISimulator):
         self._pending_drop: tuple[float, int | None] | None = None
         self._drops: dict[int, tuple[float, int | None]] = {}  # id(session) -> (at s, code)
         self._drop_after_partial: float | None = None
+        self.word_times = word_times
+        self._drop_after_final: float | None = None
+        self._only_first_turn = False
 
     async def __aenter__(self) -> AssemblyAIStandIn:
         await self.start()
@@ -73,6 +87,39 @@ class AssemblyAIStandIn(AssemblyAISimulator):
         then received `more_audio_s` more audio: a turn is in flight, on any machine."""
         self._drop_after_partial = more_audio_s
 
+    def drop_next_session_after_first_final(self, more_audio_s: float = 0.5) -> None:
+        """Cut off the next session (a network drop) once it has sent its first end-of-turn
+        Turn and then received `more_audio_s` more audio: on any machine, the first turn has
+        been answered and, in a pause, nothing is in flight."""
+        self._drop_after_final = more_audio_s
+
+    def answer_only_the_first_turn(self) -> None:
+        """Send no Turn after the first turn's (sessions stay connected and keep taking
+        audio, as a stalled service does)."""
+        self._only_first_turn = True
+
+    def _outgoing_turn(
+        self, session: SimulatedSession, turn: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        if self._only_first_turn and turn["turn_order"] > 0:
+            return None
+        if self.word_times == "exact":
+            return turn
+        return {**turn, "words": [self._retimed(word) for word in turn["words"]]}
+
+    def _retimed(self, word: dict[str, Any]) -> dict[str, Any]:
+        untimed = {k: v for k, v in word.items() if k not in ("start", "end")}
+        if self.word_times == "missing":
+            return untimed
+        if self.word_times == "zero":
+            return {**untimed, "start": 0, "end": 0}
+        shift = round(WORD_TIME_SHIFT_S * 1000)
+        return {
+            **untimed,
+            "start": max(word["start"] - shift, 0),
+            "end": max(word["end"] - shift, 0),
+        }
+
     async def _refuse_key(self, request: web.Request) -> web.StreamResponse:
         if self.bad_key_response == "http_401":
             return await super()._refuse_key(request)
@@ -86,6 +133,10 @@ class AssemblyAIStandIn(AssemblyAISimulator):
         more = self._drop_after_partial
         if more is not None and any(not t["end_of_turn"] for t in session.record.turns):
             self._drop_after_partial = None
+            self._drops[key] = (session.record.audio_seconds + more, None)
+        more = self._drop_after_final
+        if more is not None and any(t["end_of_turn"] for t in session.record.turns):
+            self._drop_after_final = None
             self._drops[key] = (session.record.audio_seconds + more, None)
         if key not in self._drops and self._pending_drop is not None:
             self._drops[key], self._pending_drop = self._pending_drop, None

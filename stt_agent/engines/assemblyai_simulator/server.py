@@ -126,6 +126,14 @@ class AssemblyAISimulator:
         """Called after each audio message; False ends the session (it was dropped)."""
         return True
 
+    def _outgoing_turn(
+        self, session: SimulatedSession, turn: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Called with each Turn message before it is sent: what to send instead (None: send
+        nothing). Tests use it for services whose word times are missing or off, or that go
+        quiet."""
+        return turn
+
     # ---- what sessions use -------------------------------------------------------------
 
     def vad_stream(self) -> agents_vad.VADStream:

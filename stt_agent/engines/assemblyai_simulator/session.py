@@ -312,6 +312,11 @@ class SimulatedSession:
             turn_order, turn_started = turn_order + 1, False
 
     async def _send(self, msg: dict[str, Any]) -> None:
+        if msg["type"] == "Turn":
+            rewritten = self.server._outgoing_turn(self, msg)
+            if rewritten is None:
+                return
+            msg = rewritten
         if self.ws.closed:
             return
         try:
