@@ -103,12 +103,17 @@ async function onTranscription(reader, participantInfo) {
   const known = state.segments.get(segmentId);
   if (known && known.final && !final) return; // a late interim never replaces the final
   if (!text.trim() && !known) return;
-  state.segments.set(segmentId, { ...(known || {}), speaker, text, final });
+  // when each caption appeared and became final: enough to tell one stretch of speech from the next
+  const now = Date.now();
+  const at = known ? known.at : now;
+  state.segments.set(segmentId, { ...(known || {}), speaker, text, final, at, finalAt: final ? now : null });
   render(segmentId);
 }
 
 function countPeople() {
-  const n = state.room ? state.room.numParticipants : 0;
+  // people, not the transcribing agent
+  const room = state.room;
+  const n = room ? 1 + [...room.remoteParticipants.values()].filter((p) => !p.isAgent).length : 0;
   $("people").textContent = `${n} ${n === 1 ? "person" : "people"}`;
 }
 
@@ -156,7 +161,9 @@ async function join(event) {
   setStatus("Joining…");
   try {
     const grant = await askForToken(name);
-    const room = new LK.Room({ adaptiveStream: false, dynacast: false });
+    // singlePeerConnection off: the signalling path (/rtc) and two peer connections that every
+    // LiveKit server speaks, the kit's development server included (it has no /rtc/v1).
+    const room = new LK.Room({ adaptiveStream: false, dynacast: false, singlePeerConnection: false });
     state.room = room;
     room.registerTextStreamHandler(TOPIC, (reader, who) => {
       onTranscription(reader, who).catch((e) => console.warn("caption dropped:", e));

@@ -1,0 +1,206 @@
+"""Workshop in a box, as attendees live it: two browsers open the join link, type their names,
+speak different recordings into fake microphones, and each page shows both speakers' captions
+under the right names; the teacher's notebook feed has both.
+
+The workshop (the kit's LiveKit server, the worker, the join service) runs on an event loop of
+its own thread, as it would in the teacher's kernel; Chromium is driven by Playwright's sync
+API from the test. The join link is HTTPS with the certificate made at start, on
+$STT_AGENT_TEST_ADDRESS (a veth in the test network namespace) or 127.0.0.1; the browsers
+accept that certificate as an attendee does once (`ignore_https_errors`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+import wave
+from collections.abc import Callable, Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import pytest
+
+from benchmarks.scoring import corpus_wer
+from stt_agent import samples
+from stt_agent.config import Settings
+
+pytest.register_assert_rewrite("tests.browser")
+from tests.browser import VIEWPORT, console_tail, fake_microphone_args  # noqa: E402
+
+pytest_plugins = ["tests.browser"]
+pytestmark = [pytest.mark.browser, pytest.mark.browser_media]
+
+T = TypeVar("T")
+ATTENDEES = {"Ada": "jfk", "Grace": "librispeech_2412"}
+RATE = 16_000
+LEAD_S, TAIL_S = 4.0, 30.0  # silence before (the worker's session starts) and after the speech
+# Per speaker, through the browser's audio processing, Opus and the local engine (tiny.en).
+# Someone else's words, or none, score near 100 %.
+SPEAKER_WER_LIMIT = 0.25
+# A stretch of speech is over when its speaker has had no new final for this long.
+PASS_GAP_S = 8.0
+CAPTIONS_TIMEOUT_S = 180.0
+START_TIMEOUT_S = 120.0
+
+
+class LoopThread:
+    """An event loop on its own thread: the teacher's kernel, beside Playwright's sync API."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = START_TIMEOUT_S) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+@pytest.fixture
+def kernel() -> Iterator[LoopThread]:
+    thread = LoopThread()
+    yield thread
+    thread.close()
+
+
+@pytest.fixture
+def workshop(kernel: LoopThread) -> Iterator[Any]:
+    from stt_agent.room.workshop import open_workshop
+
+    host = os.environ.get("STT_AGENT_TEST_ADDRESS", "127.0.0.1")
+    # Settings() has no LIVEKIT_URL: the kit's own LiveKit server starts, on `host`
+    opened = kernel.run(open_workshop(Settings(), host=host, secure=True))
+    yield opened
+    kernel.run(opened.close(), timeout=60)
+
+
+def _fake_microphone(folder: Path, clip: str) -> Path:
+    """The recording between silences, as Chromium's fake microphone plays it (in a loop)."""
+    pcm = samples.load(clip)
+    silence = np.zeros(int(LEAD_S * RATE), dtype=pcm.dtype)
+    path = folder / f"{clip}.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(RATE)
+        tail = np.zeros(int(TAIL_S * RATE), dtype=pcm.dtype)
+        w.writeframes(np.concatenate([silence, pcm, tail]).astype("<i2").tobytes())
+    return path
+
+
+def _finals(page: Any) -> list[dict[str, Any]]:
+    return page.evaluate(
+        "[...captions.segments.values()].filter(s => s.final)"
+        ".map(s => ({speaker: s.speaker, text: s.text, finalAt: s.finalAt}))"
+    )
+
+
+def _passes(finals: list[dict[str, Any]], speaker: str, now_ms: float) -> list[str]:
+    """The speaker's finished stretches of speech (one per loop of the fake microphone)."""
+    mine = sorted((f for f in finals if f["speaker"] == speaker), key=lambda f: f["finalAt"])
+    passes: list[list[dict[str, Any]]] = []
+    for final in mine:
+        if passes and final["finalAt"] - passes[-1][-1]["finalAt"] < PASS_GAP_S * 1000:
+            passes[-1].append(final)
+        else:
+            passes.append([final])
+    done = [p for p in passes if now_ms - p[-1]["finalAt"] >= PASS_GAP_S * 1000]
+    return [" ".join(f["text"] for f in p) for p in done]
+
+
+def _best_wer(passes: list[str], clip: str) -> float:
+    reference = samples.info(clip).text
+    return min((corpus_wer([reference], [text]) for text in passes), default=1.0)
+
+
+def _wait(what: str, check: Callable[[], bool], timeout: float, pages: list[Any]) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(1.0)
+    raise AssertionError(f"{what} within {timeout:.0f} s\n" + "\n".join(map(console_tail, pages)))
+
+
+def test_two_attendees_see_each_others_captions_under_their_names(
+    workshop, kernel, launch_chromium, tmp_path, save_screenshot
+):
+    import zxingcpp
+    from PIL import Image
+
+    # The QR code in the teacher's notebook is the link.
+    qr_png = tmp_path / "join-link.png"
+    workshop.qr.save(str(qr_png), scale=8)
+    (decoded,) = zxingcpp.read_barcodes(Image.open(qr_png))
+    assert decoded.text == workshop.link
+    assert workshop.link.startswith("https://")
+
+    pages: dict[str, Any] = {}
+    for name, clip in ATTENDEES.items():
+        browser = launch_chromium(*fake_microphone_args(_fake_microphone(tmp_path, clip)))
+        # bypass_csp: Playwright evaluates its checks as strings, which the page's CSP forbids
+        context = browser.new_context(ignore_https_errors=True, viewport=VIEWPORT, bypass_csp=True)
+        page = context.new_page()
+        page.console_lines = []  # type: ignore[attr-defined]
+        page.on("console", lambda m, p=page: p.console_lines.append(f"{m.type}: {m.text}"))
+        page.goto(workshop.link)
+        page.fill("#name", name)
+        page.click("#join-button")
+        page.wait_for_function("captions.mic === 'live'", timeout=START_TIMEOUT_S * 1000)
+        assert page.locator("#you").inner_text() == name
+        assert page.locator("#join").is_hidden()
+        pages[name] = page
+
+    # Each page: both speakers' captions, each under its own name, readable.
+    def all_heard() -> bool:
+        now = time.time() * 1000
+        return all(
+            _best_wer(_passes(_finals(page), name, now), clip) <= SPEAKER_WER_LIMIT
+            for page in pages.values()
+            for name, clip in ATTENDEES.items()
+        )
+
+    try:
+        _wait(
+            "both speakers' captions on both pages",
+            all_heard,
+            CAPTIONS_TIMEOUT_S,
+            [*pages.values()],
+        )
+    finally:
+        for name, page in pages.items():
+            save_screenshot(page, f"captions-{name}", full_page=True)
+    now = time.time() * 1000
+    for viewer, page in pages.items():
+        for name, clip in ATTENDEES.items():
+            wer = _best_wer(_passes(_finals(page), name, now), clip)
+            print(f"{viewer}'s page: {name} ({clip}) WER {wer:.1%}")
+        shown = page.eval_on_selector_all(
+            ".caption[data-final='true']", "els => els.map(e => e.dataset.speaker)"
+        )
+        assert set(shown) == set(ATTENDEES)  # no caption under anyone else's name
+        you = page.locator(f".caption[data-speaker='{viewer}'] .speaker").first.inner_text()
+        assert you == f"{viewer} (you)"
+        assert page.locator("#people").inner_text() == "2 people"  # the agent is not counted
+
+    # The teacher's notebook: the same two speakers, under the same names.
+    async def feed() -> dict[str, str]:
+        heard: dict[str, list[str]] = {}
+        for u in workshop.handle.feed.utterances:
+            heard.setdefault(u.participant, []).append(u.text)
+        return {who: " ".join(texts) for who, texts in heard.items()}
+
+    by_speaker = kernel.run(feed())
+    assert set(by_speaker) == set(ATTENDEES)
+    for name, clip in ATTENDEES.items():
+        reference = samples.info(clip).text
+        assert samples.info(clip).text and by_speaker[name]
+        # the feed holds every pass of the looping microphone: its words contain the clip's
+        assert corpus_wer([reference], [by_speaker[name][: len(reference) * 3]]) < 1.0
+    assert workshop.service.names == list(ATTENDEES)
