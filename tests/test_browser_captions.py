@@ -11,16 +11,11 @@ accept that certificate as an attendee does once (`ignore_https_errors`).
 
 from __future__ import annotations
 
-import asyncio
 import os
-import threading
 import time
-import wave
-from collections.abc import Callable, Coroutine, Iterator
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any
 
-import numpy as np
 import pytest
 
 from benchmarks.scoring import corpus_wer
@@ -29,44 +24,18 @@ from stt_agent.config import Settings
 
 pytest.register_assert_rewrite("tests.browser")
 from tests.browser import VIEWPORT, console_tail, fake_microphone_args  # noqa: E402
+from tests.room_browser import START_TIMEOUT_S, LoopThread, fake_microphone_wav  # noqa: E402
 
-pytest_plugins = ["tests.browser"]
+pytest_plugins = ["tests.browser", "tests.room_browser"]
 pytestmark = [pytest.mark.browser, pytest.mark.browser_media]
 
-T = TypeVar("T")
 ATTENDEES = {"Ada": "jfk", "Grace": "librispeech_2412"}
-RATE = 16_000
-LEAD_S, TAIL_S = 4.0, 30.0  # silence before (the worker's session starts) and after the speech
 # Per speaker, through the browser's audio processing, Opus and the local engine (tiny.en).
 # Someone else's words, or none, score near 100 %.
 SPEAKER_WER_LIMIT = 0.25
 # A stretch of speech is over when its speaker has had no new final for this long.
 PASS_GAP_S = 8.0
 CAPTIONS_TIMEOUT_S = 180.0
-START_TIMEOUT_S = 120.0
-
-
-class LoopThread:
-    """An event loop on its own thread: the teacher's kernel, beside Playwright's sync API."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = START_TIMEOUT_S) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-
-
-@pytest.fixture
-def kernel() -> Iterator[LoopThread]:
-    thread = LoopThread()
-    yield thread
-    thread.close()
 
 
 @pytest.fixture
@@ -78,20 +47,6 @@ def workshop(kernel: LoopThread) -> Iterator[Any]:
     opened = kernel.run(open_workshop(Settings(), host=host, secure=True))
     yield opened
     kernel.run(opened.close(), timeout=60)
-
-
-def _fake_microphone(folder: Path, clip: str) -> Path:
-    """The recording between silences, as Chromium's fake microphone plays it (in a loop)."""
-    pcm = samples.load(clip)
-    silence = np.zeros(int(LEAD_S * RATE), dtype=pcm.dtype)
-    path = folder / f"{clip}.wav"
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(RATE)
-        tail = np.zeros(int(TAIL_S * RATE), dtype=pcm.dtype)
-        w.writeframes(np.concatenate([silence, pcm, tail]).astype("<i2").tobytes())
-    return path
 
 
 def _finals(page: Any) -> list[dict[str, Any]]:
@@ -143,7 +98,7 @@ def test_two_attendees_see_each_others_captions_under_their_names(
 
     pages: dict[str, Any] = {}
     for name, clip in ATTENDEES.items():
-        browser = launch_chromium(*fake_microphone_args(_fake_microphone(tmp_path, clip)))
+        browser = launch_chromium(*fake_microphone_args(fake_microphone_wav(tmp_path, clip)))
         # bypass_csp: Playwright evaluates its checks as strings, which the page's CSP forbids
         context = browser.new_context(ignore_https_errors=True, viewport=VIEWPORT, bypass_csp=True)
         page = context.new_page()
