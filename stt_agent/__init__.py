@@ -34,6 +34,7 @@ from .probes import usable_engine
 from .room.rooms import RoomSession, mint_user_token, open_room, playground_url, show_room
 from .room.speaker import VirtualSpeaker
 from .room.worker import start_agent
+from .room.workshop import Workshop, open_workshop
 from .sync import run_sync
 from .ui.credentials_form import CredentialsForm
 from .ui.mic import MicrophoneError, MicWidget
@@ -81,6 +82,7 @@ __all__ = [
     "TurnHandlers",
     "Utterance",
     "VirtualSpeaker",
+    "Workshop",
     "append_jsonl",
     "build_server",
     "entrypoint",
@@ -90,6 +92,7 @@ __all__ = [
     "make_stt",
     "mint_user_token",
     "open_room",
+    "open_workshop",
     "playground_url",
     "redact",
     "run_sync",

@@ -20,8 +20,9 @@ from html import escape
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from ..check import worker_preflight
 from ..config import Settings, load_settings
-from ..errors import ConfigError
+from ..errors import ConfigError, RoomError
 from ..handle import AgentHandle
 from .join_service import ATTENDEE_TOKEN_TTL, JoinService, is_loopback
 from .rooms import RoomSession, mint_user_token, open_room
@@ -141,7 +142,13 @@ async def open_workshop(
     settings = settings or load_settings()
     host = lan_address() if host == "auto" else host
     server = None
-    if not settings.has_livekit:
+    if settings.has_livekit:
+        # a server given in the settings that cannot take a worker: one line now, not a
+        # worker retrying for minutes
+        problem = await worker_preflight(settings)
+        if problem:
+            raise RoomError(f"cannot open the workshop: {problem}")
+    else:
         from ..devserver import DevServer
 
         server = DevServer(host=host, port=livekit_port)
