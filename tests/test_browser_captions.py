@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,6 +30,7 @@ from tests.room_browser import START_TIMEOUT_S, LoopThread, fake_microphone_wav 
 pytest_plugins = ["tests.browser", "tests.room_browser"]
 pytestmark = [pytest.mark.browser, pytest.mark.browser_media]
 
+UI = Path(__file__).resolve().parents[1] / "stt_agent" / "ui"
 ATTENDEES = {"Ada": "jfk", "Grace": "librispeech_2412"}
 # Per speaker, through the browser's audio processing, Opus and the local engine (tiny.en).
 # Someone else's words, or none, score near 100 %.
@@ -159,3 +161,47 @@ def test_two_attendees_see_each_others_captions_under_their_names(
         # the feed holds every pass of the looping microphone: its words contain the clip's
         assert corpus_wer([reference], [by_speaker[name][: len(reference) * 3]]) < 1.0
     assert workshop.service.names == list(ATTENDEES)
+
+
+@pytest.mark.parametrize(
+    ("args", "state", "says"),
+    [
+        pytest.param(["--use-fake-device-for-media-stream"], "denied", "not allowed", id="denied"),
+        pytest.param(
+            ["--use-fake-ui-for-media-stream", "--disable-audio-input"],
+            "no-device",
+            "No microphone",
+            id="no-device",
+        ),
+    ],
+)
+def test_the_page_says_why_there_is_no_microphone_and_still_shows_captions(
+    kernel, launch_chromium, args, state, says
+):
+    from stt_agent.room.workshop import open_workshop
+
+    # Without the fake-UI flag Playwright dismisses the permission prompt: a user saying no.
+    workshop = kernel.run(open_workshop(Settings(), host="127.0.0.1"))
+    try:
+        page = launch_chromium(*args).new_page(viewport=VIEWPORT, bypass_csp=True)
+        page.goto(workshop.link)
+        page.fill("#name", "Ada")
+        page.click("#join-button")
+        page.wait_for_function(f"captions.mic === {state!r}", timeout=START_TIMEOUT_S * 1000)
+        assert says in page.locator("#mic-message").inner_text()
+        assert "still read the captions" in page.locator("#mic-message").inner_text()
+        assert page.locator("#status").get_attribute("data-state") == "live"  # joined anyway
+    finally:
+        kernel.run(workshop.close(), timeout=60)
+
+
+def test_an_insecure_page_says_so_before_anyone_joins(launch_chromium):
+    # http on an address other than this machine's: no secure context, so no microphone
+    page = launch_chromium().new_page(viewport=VIEWPORT)
+    page.route(
+        "http://captions.invalid/**",
+        lambda route: route.fulfill(path=str(UI / route.request.url.split("captions.invalid/")[1])),
+    )
+    page.goto("http://captions.invalid/captions.html")
+    page.wait_for_function("captions.mic === 'insecure'", timeout=30_000)
+    assert "not a secure context" in page.locator("#mic-message").inner_text()

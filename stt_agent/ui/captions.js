@@ -177,7 +177,9 @@ async function join(event) {
         setStatus("You have left the room. Reload the page to join again.", "ended");
         setMic("off");
       });
-    await room.connect(grant.url, grant.token);
+    // autoSubscribe off: attendees sit in one room and hear each other already; playing
+    // everyone's audio would echo, and would cost the server a stream per pair of attendees
+    await room.connect(grant.url, grant.token, { autoSubscribe: false });
     $("join").hidden = true;
     $("room").hidden = false;
     $("you").textContent = grant.identity;
