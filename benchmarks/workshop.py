@@ -4,7 +4,8 @@
 opens a workshop exactly as notebook 06 does (`open_workshop`: the kit's LiveKit development
 server and the worker in this process, the local engine), then N attendees speak at the same
 time, each a different sequence of the shipped recordings, for about `--seconds`, while
-`--silent` more attendees are present with their microphone on, saying nothing. The attendees are
+`--silent` more attendees are present with their microphone on, saying nothing (or muted,
+`--muted`: the track is published but sends nothing). The attendees are
 `VirtualSpeaker`s in this process too (real attendees' browsers run elsewhere, so this is a
 little harsher than a real room).
 
@@ -58,7 +59,11 @@ def _script(k: int, seconds: float) -> tuple[np.ndarray, str]:
 
 
 async def run(
-    speakers: int, seconds: float, silent: int = 0, separate_server: bool = False
+    speakers: int,
+    seconds: float,
+    silent: int = 0,
+    separate_server: bool = False,
+    muted: bool = False,
 ) -> dict[str, Any]:
     LocalSTT().prewarm()  # the model is loaded once, before the clock starts
     if separate_server:
@@ -67,11 +72,13 @@ async def run(
             settings = Settings(
                 livekit_url=url, livekit_api_key="devkey", livekit_api_secret=Secret("secret")
             )
-            return await _run(settings, speakers, seconds, silent)
-    return await _run(Settings(), speakers, seconds, silent)
+            return await _run(settings, speakers, seconds, silent, muted)
+    return await _run(Settings(), speakers, seconds, silent, muted)
 
 
-async def _run(settings: Settings, speakers: int, seconds: float, silent: int) -> dict[str, Any]:
+async def _run(
+    settings: Settings, speakers: int, seconds: float, silent: int, muted: bool
+) -> dict[str, Any]:
     workshop = await open_workshop(settings, host="127.0.0.1")
     try:
         voices = []
@@ -89,7 +96,10 @@ async def _run(settings: Settings, speakers: int, seconds: float, silent: int) -
             while not names <= set(workshop.handle.status.participants):
                 await asyncio.sleep(0.05)
         started = time.monotonic()
-        await asyncio.gather(*(v.play() for v, _ in voices), *(v.play() for v in listeners))
+        talking = [v.play() for v, _ in voices]
+        if not muted:
+            talking += [v.play() for v in listeners]
+        await asyncio.gather(*talking)
         spoken = time.monotonic()
         for voice in [v for v, _ in voices] + listeners:
             await voice.aclose()
@@ -113,6 +123,7 @@ async def _run(settings: Settings, speakers: int, seconds: float, silent: int) -
     return {
         "speakers": speakers,
         "silent_attendees": silent,
+        "silent_are_muted": muted,
         "server": "in the kernel" if settings.livekit_url == "" else "own process",
         "audio_s": round(spoken - started, 1),
         "eos_to_final_s_p50": round(p50, 2),
@@ -139,6 +150,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="run the kit's LiveKit server in its own process (python -m stt_agent server)",
     )
+    parser.add_argument(
+        "--muted",
+        action="store_true",
+        help="the silent attendees' microphones are muted (a published track sending nothing)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     # the separate server's dev secret ("secret", as livekit-server --dev) is short on purpose
@@ -146,11 +162,12 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for n in args.speakers:
         print(f"workshop, {n} attendee(s) speaking at once…", file=sys.stderr, flush=True)
-        result = asyncio.run(run(n, args.seconds, args.silent, args.separate_server))
+        result = asyncio.run(run(n, args.seconds, args.silent, args.separate_server, args.muted))
         results.append(result)
         if not args.json:
             print(
-                f"{n:>2} speakers (+{args.silent} silent): EOS->final p50 "
+                f"{n:>2} speakers (+{args.silent} {'muted' if args.muted else 'silent'}): "
+                "EOS->final p50 "
                 f"{result['eos_to_final_s_p50']:.2f} s, "
                 f"p95 {result['eos_to_final_s_p95']:.2f} s, last final "
                 f"{result['last_final_after_end_s']:.1f} s after the end, WER "

@@ -146,6 +146,15 @@ def test_two_attendees_see_each_others_captions_under_their_names(
         assert you == f"{viewer} (you)"
         assert page.locator("#people").inner_text() == "2 people"  # the agent is not counted
 
+    # Muting keeps the track published but sends nothing (what a quiet attendee should do).
+    ada = pages["Ada"]
+    ada.click("#mute")
+    ada.wait_for_function("captions.mic === 'muted'", timeout=10_000)
+    assert ada.evaluate(
+        "[...captions.room.localParticipant.audioTrackPublications.values()].every(p => p.isMuted)"
+    )
+    assert ada.locator("#mute").inner_text() == "Unmute"
+
     # The teacher's notebook: the same two speakers, under the same names.
     async def feed() -> dict[str, str]:
         heard: dict[str, list[str]] = {}

@@ -43,6 +43,9 @@ function setStatus(text, kind = "info") {
 function setMic(micState, message = "") {
   state.mic = micState;
   $("mic").textContent = micState === "live" ? "on" : micState;
+  // muted: the track stays published but sends nothing, so the server and the worker rest
+  $("mute").hidden = micState !== "live" && micState !== "muted";
+  $("mute").textContent = micState === "muted" ? "Unmute" : "Mute";
   $("mic").dataset.state = micState;
   const box = $("mic-message");
   box.textContent = message;
@@ -202,6 +205,11 @@ function main() {
   if (!window.isSecureContext) setMic("insecure", MIC_MESSAGES.insecure);
   $("join").addEventListener("submit", join);
   $("leave").addEventListener("click", () => state.room && state.room.disconnect());
+  $("mute").addEventListener("click", async () => {
+    const on = state.mic === "muted";
+    await state.room.localParticipant.setMicrophoneEnabled(on);
+    setMic(on ? "live" : "muted");
+  });
   const preset = new URLSearchParams(location.search).get("name");
   if (preset) $("name").value = preset;
 }
