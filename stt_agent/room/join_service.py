@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import secrets
 import unicodedata
@@ -36,13 +35,14 @@ from aiohttp import web
 from livekit import api
 
 from ..config import Settings
+from ..devserver.network import is_loopback
 from ..errors import RoomError
 from ..scrub import scrub
 from .certificate import SelfSignedCertificate, make_certificate
 from .guard import require_livekit
 from .rooms import mint_user_token
 
-__all__ = ["ATTENDEE_TOKEN_TTL", "JoinService", "is_loopback"]
+__all__ = ["ATTENDEE_TOKEN_TTL", "JoinService"]
 
 logger = logging.getLogger("stt_agent.workshop")
 
@@ -58,15 +58,6 @@ _PAGE_FILES = {
     "captions.css": "text/css",
     "vendor/livekit-client.umd.js": "application/javascript",
 }
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class _Refused(Exception):

@@ -22,9 +22,10 @@ from urllib.parse import urlsplit
 
 from ..check import worker_preflight
 from ..config import Settings, load_settings
+from ..devserver.network import is_loopback
 from ..errors import ConfigError, RoomError
 from ..handle import AgentHandle
-from .join_service import ATTENDEE_TOKEN_TTL, JoinService, is_loopback
+from .join_service import ATTENDEE_TOKEN_TTL, JoinService
 from .rooms import RoomSession, mint_user_token, open_room
 from .speaker import VirtualSpeaker
 from .worker import start_agent
