@@ -466,6 +466,11 @@ async def test_a_slow_subscriber_loses_its_oldest_audio_not_memory() -> None:
 
     published = PublishedTrack(models.TrackInfo(sid="TR_x"), _Publisher(), None)  # type: ignore[arg-type]
     slow = published.subscribe()
+    slow.push(_frame(7))  # before its sender reads: not kept, it would arrive late in a burst
+    reading = asyncio.ensure_future(slow.recv())
+    await asyncio.sleep(0)
+    slow.push(_frame(1))
+    assert int((await reading).to_ndarray()[0, 0]) == 1
     for i in range(SUBSCRIBER_QUEUE_FRAMES * 4):
         slow.push(_frame(i))
     assert slow.dropped == SUBSCRIBER_QUEUE_FRAMES * 3
@@ -487,3 +492,21 @@ def test_data_for_a_channel_that_is_not_open_is_bounded() -> None:
     for i in range(PENDING_PACKETS + 10):
         channels.send(models.DataPacket.RELIABLE, bytes([i % 256]))
     assert len(channels._pending["_reliable"]) == PENDING_PACKETS and channels.dropped == 10
+
+
+async def test_with_only_loopback_up_start_says_so_in_one_line(monkeypatch, caplog) -> None:
+    # measured (README): libwebrtc gathers no candidates on `lo`, so with nothing else up
+    # LiveKit's clients cannot connect their peer connections
+    import stt_agent.devserver.server as server_module
+
+    caplog.set_level(logging.WARNING, logger="stt_agent.devserver")
+    monkeypatch.setattr(server_module, "media_interfaces", lambda: [])
+    async with stt_agent.DevServer():
+        pass
+    (line,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "only the loopback interface is up" in line and "local mode still works" in line
+    caplog.clear()
+    monkeypatch.setattr(server_module, "media_interfaces", lambda: ["eth0"])
+    async with stt_agent.DevServer():
+        pass
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]

@@ -129,9 +129,11 @@ async def _serve(server: DevServer, args: argparse.Namespace) -> None:
             )
             print(f"LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET written to {args.env_file}")
         elif args.dev:
+            # `dev`, `start` and `connect` with no settings look for it on LiveKit's port
+            found = "finds this server by itself" if server.port == DEFAULT_PORT else "needs"
             print(
-                "in another terminal: `python -m stt_agent dev` finds this server by itself; "
-                f"other clients take LIVEKIT_URL={server.url} LIVEKIT_API_KEY={DEV_API_KEY} "
+                f"in another terminal, `python -m stt_agent dev` {found}: "
+                f"LIVEKIT_URL={server.url} LIVEKIT_API_KEY={DEV_API_KEY} "
                 f"LIVEKIT_API_SECRET={DEV_API_SECRET}"
             )
         else:

@@ -9,7 +9,8 @@ Memory cannot grow: aiortc queues a received track's frames without bound until 
 reads them, so every published track is read all the time (`PublishedTrack`), and each
 subscriber gets its own queue of at most `SUBSCRIBER_QUEUE_FRAMES` frames. A subscriber whose
 encoder falls behind loses its oldest frames (a short gap in what it hears), never the
-others' audio and never the server's memory.
+others' audio and never the server's memory; a subscriber's queue only fills once its sender
+reads, so no audio from before its connection was up arrives late in one burst.
 
 Video is not relayed: its frames are read (so they do not pile up) and dropped.
 """
@@ -48,15 +49,22 @@ class SubscriberTrack(MediaStreamTrack):
         self._source: PublishedTrack | None = source
         self._frames: collections.deque[Frame | None] = collections.deque(maxlen=maxlen)
         self._ready = asyncio.Event()
+        self._reading = False
         self.dropped = 0  # frames lost because this subscriber fell behind
 
     def push(self, frame: Frame | None) -> None:
+        if not self._reading and frame is not None:
+            # Until its connection is up, the sender does not read. Keeping that audio would
+            # send it later in one burst, which the receiver's jitter buffer squeezes (heard
+            # as garbled speech): an SFU forwards what arrives now, or nothing.
+            return
         if len(self._frames) == self._frames.maxlen:
             self.dropped += 1  # the deque drops the oldest frame itself
         self._frames.append(frame)
         self._ready.set()
 
     async def recv(self) -> Frame:
+        self._reading = True
         while not self._frames:
             if self.readyState != "live":
                 raise MediaStreamError

@@ -2,9 +2,10 @@
 
 Measured on these machines (see the README): the real `livekit.rtc` client (libwebrtc) never
 connects its peer connections when `lo` is the only interface up ("wait_pc_connection timed
-out"), because libwebrtc gathers no candidates on loopback; with any other interface up (a
-Wi-Fi or Ethernet address, or even a veth pair with no route anywhere) it does. aioice, which
-the server uses, gathers on every interface including loopback.
+out", then `Room.connect` fails), because neither libwebrtc nor aioice (the server's ICE)
+gathers candidates on loopback; with another interface up and holding an address (Wi-Fi,
+Ethernet, or even a veth pair with no route anywhere) media flows, over that address, which
+never leaves the machine.
 """
 
 from __future__ import annotations

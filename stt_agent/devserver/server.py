@@ -177,8 +177,9 @@ class DevServer:
         self.rooms.start()
         if not media_interfaces():
             logger.warning(
-                "only the loopback interface is up: rooms join, but audio between participants "
-                "needs a network interface (Wi-Fi, Ethernet or any other); local mode still works"
+                "only the loopback interface is up: LiveKit's clients cannot join rooms with "
+                "media until another network interface is up (Wi-Fi, Ethernet or any other; no "
+                "internet needed); local mode still works"
             )
         return self.settings()
 
