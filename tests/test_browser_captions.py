@@ -214,3 +214,44 @@ def test_an_insecure_page_says_so_before_anyone_joins(launch_chromium):
     page.goto("http://captions.invalid/captions.html")
     page.wait_for_function("captions.mic === 'insecure'", timeout=30_000)
     assert "not a secure context" in page.locator("#mic-message").inner_text()
+
+
+def test_the_page_in_a_notebook_output_captions_the_learners_microphone(
+    kernel, launch_chromium, tmp_path, save_screenshot
+):
+    """`workshop.page(name)` as the notebook shows it: an iframe in a page on another port."""
+    from aiohttp import web
+
+    from stt_agent.room.workshop import open_workshop
+
+    workshop = kernel.run(open_workshop(Settings(), host="127.0.0.1"))
+    output = workshop.page("Ada")._repr_html_()
+
+    async def serve() -> tuple[web.AppRunner, str]:
+        async def notebook(_: web.Request) -> web.Response:
+            return web.Response(text=output, content_type="text/html")
+
+        app = web.Application()
+        app.router.add_get("/", notebook)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        return runner, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/"
+
+    runner, url = kernel.run(serve())
+    try:
+        mic = fake_microphone_args(fake_microphone_wav(tmp_path, "librispeech_2412"))
+        page = launch_chromium(*mic).new_page(viewport=VIEWPORT, bypass_csp=True)
+        page.goto(url)
+        frame = page.frame_locator("iframe")
+        assert frame.locator("#name").input_value() == "Ada"
+        frame.locator("#join-button").click()
+        frame.locator(".caption[data-final='true'][data-speaker='Ada']").first.wait_for(
+            timeout=CAPTIONS_TIMEOUT_S * 1000
+        )
+        assert frame.locator("#mic").inner_text() == "on"
+        save_screenshot(page, "captions-in-notebook-output")
+    finally:
+        kernel.run(runner.cleanup())
+        kernel.run(workshop.close(), timeout=60)

@@ -89,6 +89,19 @@ class Workshop:
 
         return WorkshopView(self)
 
+    def page(self, name: str = "", *, height: int = 420) -> Any:
+        """The caption page in the notebook, for your own microphone (the name pre-filled).
+
+        Works in JupyterLab on this machine with a loopback link; on a LAN address the browser
+        must first accept the workshop's certificate (open the link once in a tab).
+        """
+        from urllib.parse import urlencode
+
+        from IPython.display import IFrame
+
+        src = self.link + (f"?{urlencode({'name': name})}" if name else "")
+        return IFrame(src, width="100%", height=height, extras=['allow="microphone"'])
+
     async def virtual_speaker(self, name: str, source: object) -> VirtualSpeaker:
         """A recording that joins the room under `name`, as an attendee would (not yet playing:
         `await speaker.play()`)."""
