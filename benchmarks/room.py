@@ -113,7 +113,9 @@ async def _standin() -> AsyncIterator[str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tests.standins.livekit_server",
+        "stt_agent",
+        "server",
+        "--dev",
         "--port",
         str(port),
         cwd=REPO,
@@ -123,7 +125,7 @@ async def _standin() -> AsyncIterator[str]:
         assert proc.stdout is not None
         line = await asyncio.wait_for(proc.stdout.readline(), 30)
         if b"ready" not in line:
-            raise RuntimeError("the LiveKit stand-in did not start")
+            raise RuntimeError("the kit's LiveKit server did not start")
         yield f"ws://127.0.0.1:{port}"
     finally:
         proc.terminate()

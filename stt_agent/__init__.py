@@ -3,7 +3,10 @@
 import stt_agent
 utterances = await stt_agent.transcribe_file("talk.wav")   # local mode, no keys
 utterances = await stt_agent.transcribe_file(stt_agent.samples.path("jfk"))  # a shipped sample
+async with stt_agent.DevServer() as settings: ...   # the kit's LiveKit server, no account
 """
+
+from typing import TYPE_CHECKING, Any
 
 from . import (
     _launch,  # noqa: F401  first: a Ctrl-C during the imports below is one line
@@ -31,11 +34,25 @@ from .probes import usable_engine
 from .room.rooms import RoomSession, mint_user_token, open_room, playground_url, show_room
 from .room.speaker import VirtualSpeaker
 from .room.worker import start_agent
+from .room.workshop import Workshop, open_workshop
 from .sync import run_sync
 from .ui.credentials_form import CredentialsForm
 from .ui.mic import MicrophoneError, MicWidget
 from .ui.status_view import StatusView
 from .ui.transcript_view import TranscriptView
+
+if TYPE_CHECKING:
+    from .devserver import DevServer
+
+
+def __getattr__(name: str) -> Any:
+    # The kit's LiveKit server loads aiortc: only when a notebook or script asks for it.
+    if name == "DevServer":
+        from .devserver.server import DevServer
+
+        return DevServer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "AgentHandle",
@@ -45,6 +62,7 @@ __all__ = [
     "AudioSourceError",
     "ConfigError",
     "CredentialsForm",
+    "DevServer",
     "EngineError",
     "FileSource",
     "LocalSTT",
@@ -64,6 +82,7 @@ __all__ = [
     "TurnHandlers",
     "Utterance",
     "VirtualSpeaker",
+    "Workshop",
     "append_jsonl",
     "build_server",
     "entrypoint",
@@ -73,6 +92,7 @@ __all__ = [
     "make_stt",
     "mint_user_token",
     "open_room",
+    "open_workshop",
     "playground_url",
     "redact",
     "run_sync",

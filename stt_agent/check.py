@@ -204,7 +204,8 @@ async def worker_preflight(settings: Settings, timeout_s: float = PROBE_TIMEOUT_
         verb = "is" if len(missing) == 1 else "are"
         return (
             f"needs a LiveKit server, but {', '.join(missing)} {verb} not set: put them in .env "
-            "(or the environment), or pass --url/--api-key/--api-secret"
+            "(or the environment), or pass --url/--api-key/--api-secret; with no server, run "
+            "`python -m stt_agent server --dev` in another terminal and this command again"
         )
     report = await check_settings(settings=settings, timeout_s=timeout_s, services=["livekit"])
     for p in report.problems:

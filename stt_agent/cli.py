@@ -3,6 +3,7 @@
 python -m stt_agent dev                 # register the Transcriber with your LiveKit server
 python -m stt_agent transcribe a.wav    # local mode: no server, no keys needed
 python -m stt_agent check               # which mode will run, and what is wrong if any
+python -m stt_agent server --dev        # the kit's own LiveKit server on this machine
 
 Every failure is one line on stderr and a non-zero exit: 1 for settings and services, 2 for
 bad input files, 130 for Ctrl-C; output cut short by its reader (`| head`) ends quietly (141).
@@ -76,6 +77,11 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("check", help="show settings (secrets masked), validate and probe them")
     c.add_argument("--env-file", type=Path, help="settings file (default: nearest .env)")
+
+    from .devserver.command import add_arguments
+
+    s = sub.add_parser("server", help="run the kit's LiveKit development server on this machine")
+    add_arguments(s)
     return parser
 
 
@@ -97,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_USAGE
         if args.command == "transcribe":
             return _transcribe(args)
+        if args.command == "server":
+            from .devserver.command import run
+
+            return run(args)
         return _check(args)
     except KeyboardInterrupt:
         # One line, not the tracebacks of every task the interrupt passed through.
@@ -152,6 +162,13 @@ def _run_livekit_cli(argv: list[str]) -> int:
         return EXIT_FAILED
     if command in SERVER_COMMANDS and not {"--help", "-h"} & set(argv):
         problem = _preflight(_with_worker_options(settings, argv[1:]))
+        if problem and (local := _kit_dev_server(settings, argv[1:])) is not None:
+            settings, problem = local, None
+            print(
+                f"stt-agent: {command}: no LiveKit settings: using the kit's server on "
+                f"{settings.livekit_url} (`python -m stt_agent server --dev`)",
+                file=sys.stderr,
+            )
         if problem:
             print(f"stt-agent: {command}: {problem}", file=sys.stderr)
             return EXIT_FAILED
@@ -169,6 +186,29 @@ def _run_livekit_cli(argv: list[str]) -> int:
     sys.argv = [sys.argv[0], *argv]
     cli.run_app(build_server(settings))
     return 0
+
+
+def _kit_dev_server(settings: Settings, argv: list[str]) -> Settings | None:
+    """With no LiveKit settings at all: the kit's server started with `server --dev` on
+    this machine, if it runs (the tutorial's two terminals need nothing else)."""
+    given = settings.livekit_url or settings.livekit_api_key or settings.livekit_api_secret
+    options = {arg.partition("=")[0] for arg in argv}
+    if given or options & {"--url", "--api-key", "--api-secret"}:
+        return None
+    from .devserver.auth import DEV_API_KEY, DEV_API_SECRET
+    from .devserver.command import DEFAULT_PORT
+    from .probes import is_kit_server
+
+    url = f"ws://127.0.0.1:{DEFAULT_PORT}"
+    if not asyncio.run(is_kit_server(url, timeout_s=2.0)):
+        return None
+    local = replace(
+        settings,
+        livekit_url=url,
+        livekit_api_key=DEV_API_KEY,
+        livekit_api_secret=Secret(DEV_API_SECRET),
+    )
+    return local if _preflight(local) is None else None
 
 
 def _with_hint(reason: str) -> str:

@@ -17,7 +17,7 @@ from jwt.warnings import InsecureKeyLengthWarning
 
 from .config import Settings
 
-__all__ = ["ProbeResult", "probe_assemblyai", "probe_livekit"]
+__all__ = ["ProbeResult", "is_kit_server", "probe_assemblyai", "probe_livekit"]
 
 DEFAULT_TIMEOUT_S = 5.0
 
@@ -86,7 +86,25 @@ async def probe_livekit(settings: Settings, timeout_s: float = DEFAULT_TIMEOUT_S
             False,
             f"cannot reach {url} ({type(e).__name__}): check LIVEKIT_URL and network",
         )
-    return ProbeResult(service, True, f"{url} accepted the credentials ({len(rooms.rooms)} rooms)")
+    which = "; the kit's development server" if await is_kit_server(url, timeout_s) else ""
+    return ProbeResult(
+        service, True, f"{url} accepted the credentials ({len(rooms.rooms)} rooms{which})"
+    )
+
+
+async def is_kit_server(url: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> bool:
+    """Whether the LiveKit server at `url` is the kit's own (`python -m stt_agent server`):
+    it names itself in the `Server` header of every answer."""
+    from .devserver.http import SERVER_PRODUCT
+
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as http,
+            http.get(_http_url(url).rstrip("/") + "/") as response,
+        ):
+            return response.headers.get("Server", "").startswith(SERVER_PRODUCT)
+    except (aiohttp.ClientError, OSError, ValueError, TimeoutError):
+        return False
 
 
 async def probe_assemblyai(settings: Settings, timeout_s: float = DEFAULT_TIMEOUT_S) -> ProbeResult:

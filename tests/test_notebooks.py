@@ -285,6 +285,23 @@ PROMISES = {
 }
 
 
+# --- notebook 06 (the workshop, issue #20): kept apart from the checks above ------------------
+
+
+def _promises_06(nb: nbformat.NotebookNode) -> None:
+    _, opened = _cell(nb, "workshop = await stt_agent.open_workshop(")
+    assert re.search(r"http://127\.0\.0\.1:\d+/[\w-]+/", opened), opened  # the join link
+    _, said = _cell(nb, "ATTENDEES = {")
+    ada = re.search(r"^ada: (.+)$", said, re.M)
+    grace = re.search(r"^grace: (.+)$", said, re.M)
+    assert ada and "what your country can do for you" in normalise(ada.group(1)), said
+    assert grace and "narrative would be tedious" in normalise(grace.group(1)), said
+    _, closed = _cell(nb, "await workshop.close()")
+    assert "no longer answers" in closed, closed
+
+
+PROMISES["06_workshop"] = _promises_06
+
 # --- the tests -------------------------------------------------------------------------------
 
 

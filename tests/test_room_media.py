@@ -1,5 +1,6 @@
 """Room mode with media: the real `livekit.rtc` client (the Rust SDK in the `livekit` wheel)
-against the LiveKit stand-in's SFU (tests/standins/livekit_sfu.py) on 127.0.0.1.
+against the kit's LiveKit server (stt_agent/devserver, as tests/standins/livekit_server.py) on
+127.0.0.1.
 
 Select these with `pytest -m room_media`. What they prove and what only a real LiveKit server
 confirms is written down in the README ("Room mode against the stand-in").
@@ -114,7 +115,7 @@ async def test_a_published_recording_reaches_the_other_participant(lk, local_stt
                 MEDIA_TIMEOUT_S,
                 "the recording to arrive",
             )
-            (track,) = lk.sfu.rooms[ROOM].peers["alice"].tracks.values()
+            (track,) = lk.rooms.rooms[ROOM].participants["alice"].tracks.values()
             assert (
                 track.frames_received > 0 and track.info.source == rtc.TrackSource.SOURCE_MICROPHONE
             )
@@ -216,8 +217,8 @@ async def test_a_token_for_another_room_or_a_wrong_secret_is_refused(lk):
         with pytest.raises(rtc.ConnectError):
             await asyncio.wait_for(room.connect(lk.ws_url, token), JOIN_TIMEOUT_S)
         await room.disconnect()
-    assert len(lk.sfu.refused) >= 2
-    assert all(good not in reason for reason in lk.sfu.refused)
+    assert len(lk.refused) >= 2
+    assert all(good not in reason for reason in lk.refused)
 
 
 # --- the agent in a room: every speaker transcribed under their name ---------------------
@@ -334,7 +335,7 @@ async def test_every_speaker_is_transcribed_under_their_identity(lk, local_stt):
     # stop() left the room and unregistered the worker
     await viewer_room.disconnect()
     assert handle.status.state == "stopped"
-    assert not any(p.identity == agent_identity for p in lk.sfu.peers(session.room))
+    assert not any(p.identity == agent_identity for p in lk.peers(session.room))
     assert not any(w.connected for w in lk.workers)
     print(f"room end-to-end test took {time.perf_counter() - started:.1f} s")
 
@@ -379,7 +380,7 @@ async def test_who_is_transcribed_follows_the_room(lk, local_stt):
         await _wait_until(
             lambda: handle.status.participants == (), MEDIA_TIMEOUT_S, "early's session to end"
         )
-        assert "early" in [p.identity for p in lk.sfu.peers(room)]  # still in the room
+        assert "early" in [p.identity for p in lk.peers(room)]  # still in the room
     finally:
         await early.aclose()
         await bot.aclose()
@@ -414,11 +415,11 @@ async def test_stop_while_someone_speaks_leaves_the_room(lk, local_stt):
             MEDIA_TIMEOUT_S,
             "the first words",
         )
-        agent = next(p.identity for p in lk.sfu.peers(session.room) if p.identity != "ada")
+        agent = next(p.identity for p in lk.peers(session.room) if p.identity != "ada")
         await asyncio.wait_for(handle.stop(), 15)  # bounded; stop() itself promises seconds
         assert handle.status.state == "stopped"
         await _wait_until(
-            lambda: agent not in [p.identity for p in lk.sfu.peers(session.room)],
+            lambda: agent not in [p.identity for p in lk.peers(session.room)],
             JOIN_TIMEOUT_S,
             "the agent to leave the room",
         )

@@ -63,7 +63,7 @@ def test_token_needs_livekit_settings():
 async def test_open_room_creates_room_and_dispatches_agent(lk):
     session = await open_room(_settings(lk.ws_url), agent_name="transcriber", identity="ada")
     assert session.room.startswith("stt-agent-")
-    assert session.room in lk.rooms
+    assert session.room in lk.rooms_info
     assert [(d.agent_name, d.room) for d in lk.dispatches] == [("transcriber", session.room)]
     assert session.dispatch_id == lk.dispatches[0].id
     claims = api.TokenVerifier(lk.api_key, lk.api_secret).verify(session.token)
@@ -76,7 +76,7 @@ async def test_open_room_creates_room_and_dispatches_agent(lk):
 
 async def test_open_room_without_agent_name_does_not_dispatch(lk):
     session = await open_room(_settings(lk.ws_url), room="workshop", dispatch=True)
-    assert session.room == "workshop" and "workshop" in lk.rooms
+    assert session.room == "workshop" and "workshop" in lk.rooms_info
     assert lk.dispatches == [] and session.dispatch_id is None
     await open_room(_settings(lk.ws_url), room="w2", agent_name="transcriber", dispatch=False)
     assert lk.dispatches == []
@@ -89,7 +89,7 @@ async def test_wrong_secret_is_a_clear_error_without_secrets(lk):
     text = str(info.value)
     assert wrong not in text and SECRET not in text and "eyJ" not in text
     assert info.value.__cause__ is None and info.value.__suppress_context__
-    assert lk.rooms == {}
+    assert lk.rooms_info == {}
 
 
 async def test_unreachable_server_is_a_clear_error_without_secrets():
