@@ -70,6 +70,10 @@ def _words(text: str) -> list[str]:
     return text.split()
 
 
+def _has_words(text: str) -> bool:
+    return re.search(r"\w", text) is not None
+
+
 def _same(a: str, b: str) -> bool:
     return re.sub(r"[^\w']", "", a.lower()) == re.sub(r"[^\w']", "", b.lower())
 
@@ -159,6 +163,8 @@ class LocalSpeechStream(stt.RecognizeStream):
                     if current is not None and self._turn_over(current):
                         await self._end_turn(loaded, current, heard)
                         current = None
+                    elif current is not None:
+                        self._maybe_caption(current)
                     continue
                 heard = ev.samples_index
                 if ev.type == vad.VADEventType.START_OF_SPEECH:
@@ -185,6 +191,8 @@ class LocalSpeechStream(stt.RecognizeStream):
                         if self._turn_over(current) or self._too_long(current):
                             await self._end_turn(loaded, current, heard)
                             current = None
+                        else:
+                            self._maybe_caption(current)
                     recent.append(pcm)
                     recent_n += pcm.size
                     while recent and recent_n - recent[0].size >= padding_n:
@@ -234,7 +242,12 @@ class LocalSpeechStream(stt.RecognizeStream):
         return seconds >= _MAX_UTTERANCE_S or (seconds >= _LONG_UTTERANCE_S and u.silence_s > 0)
 
     async def _decode_final(
-        self, loaded: _LoadedModel, audio: np.ndarray, *, end_confidence: bool = False
+        self,
+        loaded: _LoadedModel,
+        audio: np.ndarray,
+        *,
+        prefix: str,
+        end_confidence: bool = False,
     ) -> Decoded:
         """A final's decode (beam search), the speculative one or the one at the turn's end."""
         return await _decode_async(
@@ -244,6 +257,7 @@ class LocalSpeechStream(stt.RecognizeStream):
             language=self._language,
             stream=self._id,
             end_confidence=end_confidence,
+            prefix=prefix,
         )
 
     def _maybe_speculate(self, loaded: _LoadedModel, u: _Utterance) -> None:
@@ -258,10 +272,26 @@ class LocalSpeechStream(stt.RecognizeStream):
             return  # nobody waits for this final: decode once, when the VAD ends the turn
         end = u.final_end()
         future = asyncio.ensure_future(
-            self._decode_final(loaded, u.audio(end), end_confidence=True)
+            self._decode_final(loaded, u.audio(end), prefix=u.final_text, end_confidence=True)
         )
         future.add_done_callback(lambda _: self._work.put_nowait(_Wake()))
         u.speculation = (end, future)
+
+    def _maybe_caption(self, u: _Utterance) -> None:
+        """A caption final: the pause is long enough and the speculative decode covers every
+        word since the last one. The turn goes on (no END_OF_SPEECH): LiveKit's session adds
+        each final to the user's turn until the turn ends."""
+        after = self._owner._caption_final_after_s
+        if after is None or u.silence_s < after or not u.unfinalised:
+            return
+        decoded = u.speculated()
+        if decoded is None:
+            return  # still decoding: its _Wake looks again
+        logger.debug(
+            "caption final %s: %.0f ms of silence: %r", u.id, u.silence_s * 1000, decoded.text
+        )
+        self._send_final(u, decoded)
+        u.captioned(decoded.text)
 
     def _maybe_interim(self, loaded: _LoadedModel, u: _Utterance) -> None:
         owner = self._owner
@@ -288,14 +318,20 @@ class LocalSpeechStream(stt.RecognizeStream):
                 stream=self._id,
                 urgent=False,
                 window=INTERIM_WINDOW,
+                prefix=u.final_text,
             )
         )
-        future.add_done_callback(lambda f: self._on_interim(u, f, asked))
+        captions = u.captions
+        future.add_done_callback(lambda f: self._on_interim(u, f, asked, captions))
 
-    def _on_interim(self, u: _Utterance, future: asyncio.Future[Decoded], asked: float) -> None:
+    def _on_interim(
+        self, u: _Utterance, future: asyncio.Future[Decoded], asked: float, captions: int
+    ) -> None:
         u.interim_busy = False
         if future.cancelled() or future.exception() is not None:
             return
+        if captions != u.captions:
+            return  # asked before a caption final: it holds words that are final now
         took = time.monotonic() - asked
         self._interim_latency_s = (
             took if not self._interim_latency_s else (0.7 * self._interim_latency_s + 0.3 * took)
@@ -338,50 +374,64 @@ class LocalSpeechStream(stt.RecognizeStream):
         )
 
     async def _finalise(self, loaded: _LoadedModel, u: _Utterance) -> None:
-        end = u.final_end()
-        decoded = None
-        spec = u.speculation
-        if spec is not None and spec[0] >= u.speech_n and not spec[1].cancelled():
-            # It covers every word: wait for it rather than start again.
-            with contextlib.suppress(Exception):
-                decoded = await asyncio.shield(spec[1])
-        if decoded is None:
-            decoded = await self._decode_final(loaded, u.audio(end))
+        if u.unfinalised:
+            end = u.final_end()
+            decoded = None
+            spec = u.speculation
+            if spec is not None and spec[0] >= u.speech_n and not spec[1].cancelled():
+                # It covers every word: wait for it rather than start again.
+                with contextlib.suppress(Exception):
+                    decoded = await asyncio.shield(spec[1])
+            if decoded is None:
+                decoded = await self._decode_final(loaded, u.audio(end), prefix=u.final_text)
+            logger.debug(
+                "final %s: %.0f ms of silence, end of sentence %.2f: %r",
+                u.id,
+                u.silence_s * 1000,
+                decoded.end_confidence,
+                decoded.text,
+            )
+            self._send_final(u, decoded)
+        # else every word is in a caption final already: the turn just ends
         u.finished = True
-        text = decoded.text
-        logger.debug(
-            "final %s: %.0f ms of silence, end of sentence %.2f: %r",
-            u.id,
-            u.silence_s * 1000,
-            decoded.end_confidence,
-            text,
-        )
-        speech_end_wall = self._wall_time_at(u.first_sample + u.speech_n)
-        if text:
-            self._event_ch.send_nowait(
-                stt.SpeechEvent(
-                    type=stt.SpeechEventType.FINAL_TRANSCRIPT,
-                    request_id=u.id,
-                    alternatives=[self._speech_data(u, text, decoded.language, upto=u.speech_n)],
-                    speech_end_time=speech_end_wall,
-                )
-            )
-            self._event_ch.send_nowait(
-                stt.SpeechEvent(
-                    type=stt.SpeechEventType.RECOGNITION_USAGE,
-                    request_id=u.id,
-                    recognition_usage=stt.RecognitionUsage(audio_duration=end / SAMPLE_RATE),
-                )
-            )
         self._event_ch.send_nowait(
-            stt.SpeechEvent(type=stt.SpeechEventType.END_OF_SPEECH, speech_end_time=speech_end_wall)
+            stt.SpeechEvent(
+                type=stt.SpeechEventType.END_OF_SPEECH,
+                speech_end_time=self._wall_time_at(u.first_sample + u.speech_n),
+            )
+        )
+
+    def _send_final(self, u: _Utterance, decoded: Decoded) -> None:
+        """The final transcript of the words since the last one (a caption final, or the
+        turn's last words): from `u.segment_start` to the end of the speech. A lone full stop
+        (Whisper closing the sentence of an earlier caption final) is no final."""
+        if not _has_words(decoded.text):
+            return
+        self._event_ch.send_nowait(
+            stt.SpeechEvent(
+                type=stt.SpeechEventType.FINAL_TRANSCRIPT,
+                request_id=u.id,
+                alternatives=[
+                    self._speech_data(u, decoded.text, decoded.language, upto=u.speech_n)
+                ],
+                speech_end_time=self._wall_time_at(u.first_sample + u.speech_n),
+            )
+        )
+        self._event_ch.send_nowait(
+            stt.SpeechEvent(
+                type=stt.SpeechEventType.RECOGNITION_USAGE,
+                request_id=u.id,
+                recognition_usage=stt.RecognitionUsage(
+                    audio_duration=(u.final_end() - u.segment_start) / SAMPLE_RATE
+                ),
+            )
         )
 
     def _speech_data(self, u: _Utterance, text: str, lang: str, *, upto: int) -> stt.SpeechData:
         return stt.SpeechData(
             language=LanguageCode(lang),
             text=text,
-            start_time=u.first_sample / SAMPLE_RATE,
+            start_time=(u.first_sample + u.segment_start) / SAMPLE_RATE,
             end_time=(u.first_sample + upto) / SAMPLE_RATE,
             confidence=1.0,
         )

@@ -60,6 +60,7 @@ class LocalSTT(stt.STT[Never]):  # no events beyond the base STT's
         first_interim_after_s: float = 0.05,
         speculate_after_s: float = 0.06,
         min_turn_silence_s: float = 0.15,
+        caption_final_after_s: float | None = 0.2,
         end_of_turn_confidence: float = 0.95,
         interim_policy: Literal["agreed", "eager", "every"] = "eager",
         vad: vad.VAD | None = None,
@@ -72,6 +73,7 @@ class LocalSTT(stt.STT[Never]):  # no events beyond the base STT's
         self._first_interim_after_s = first_interim_after_s
         self._speculate_after_s = speculate_after_s
         self._min_turn_silence_s = min_turn_silence_s
+        self._caption_final_after_s = caption_final_after_s
         self._end_of_turn_confidence = end_of_turn_confidence
         self._interim_policy = interim_policy
         self._vad = vad
