@@ -37,6 +37,12 @@ class HeardUtterance:
         self.segment_start = 0
         self.final_text = ""
         self.captions = 0  # caption finals so far: an interim asked before one is stale
+        # The last pause the speaker ended: where its speech stopped and how long it lasted.
+        self.pause_at = 0
+        self.pause_s = 0.0
+        # A decode of the speech up to `pause_at`, kept when the speaker went on before it
+        # was done: it becomes that speech's caption final when it is.
+        self.pending_caption: tuple[int, asyncio.Future[Decoded]] | None = None
         # interims
         self.interim_at_n = 0
         self.interim_busy = False
@@ -47,6 +53,8 @@ class HeardUtterance:
         self.chunks.append(audio)
         self.n += audio.size
         if speechy:
+            if self.silence_s > 0:
+                self.pause_at, self.pause_s = self.speech_n, self.silence_s
             self.speech_n = self.n
             self.silence_s = 0.0
         else:
@@ -63,9 +71,9 @@ class HeardUtterance:
         """Speech was heard since the last caption final (or there was none yet)."""
         return self.speech_n > self.finalised_n
 
-    def captioned(self, text: str) -> None:
-        """Everything said so far is final (as `text`): the next words start after the pause."""
-        self.finalised_n = self.segment_start = self.speech_n
+    def captioned(self, text: str, upto: int) -> None:
+        """The speech up to `upto` is final (as `text`): the next words start after it."""
+        self.finalised_n = self.segment_start = upto
         if any(c.isalnum() for c in text):
             self.final_text = f"{self.final_text} {text}".strip()
         self.captions += 1

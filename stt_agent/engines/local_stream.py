@@ -262,10 +262,17 @@ class LocalSpeechStream(stt.RecognizeStream):
 
     def _maybe_speculate(self, loaded: _LoadedModel, u: _Utterance) -> None:
         if u.speculation is not None and u.speculation[0] < u.speech_n:
-            u.speculation[1].cancel()  # the speaker went on: that decode is stale
+            # The speaker went on: that decode is no final for the turn. If they paused long
+            # enough for a caption final, it still is the caption of the words before the
+            # pause; otherwise it is stale.
+            end, future = u.speculation
             u.speculation = None
-        if u.silence_s < self._owner._speculate_after_s:
-            return
+            if self._caption_pause(u) and end >= u.pause_at and u.pending_caption is None:
+                u.pending_caption = (u.pause_at, future)
+            else:
+                future.cancel()
+        if u.silence_s < self._owner._speculate_after_s or u.pending_caption is not None:
+            return  # (a new decode's prefix needs the pending caption's words)
         if u.speculation is not None and u.speculation[0] >= u.speech_n:
             return  # already decoding everything said so far
         if not self._realtime():
@@ -277,21 +284,34 @@ class LocalSpeechStream(stt.RecognizeStream):
         future.add_done_callback(lambda _: self._work.put_nowait(_Wake()))
         u.speculation = (end, future)
 
+    def _caption_pause(self, u: _Utterance) -> bool:
+        """The pause the speaker just ended was long enough for a caption final."""
+        after = self._owner._caption_final_after_s
+        return after is not None and u.pause_s >= after and u.pause_at > u.finalised_n
+
     def _maybe_caption(self, u: _Utterance) -> None:
         """A caption final: the pause is long enough and the speculative decode covers every
-        word since the last one. The turn goes on (no END_OF_SPEECH): LiveKit's session adds
-        each final to the user's turn until the turn ends."""
+        word since the last one (or covered them when the speaker went on). The turn goes on
+        (no END_OF_SPEECH): LiveKit's session adds each final to the user's turn until the
+        turn ends."""
+        if u.pending_caption is not None:
+            upto, future = u.pending_caption
+            if not future.done():
+                return  # its _Wake looks again
+            u.pending_caption = None
+            if not future.cancelled() and future.exception() is None:
+                self._caption(u, future.result(), upto)
         after = self._owner._caption_final_after_s
         if after is None or u.silence_s < after or not u.unfinalised:
             return
         decoded = u.speculated()
-        if decoded is None:
-            return  # still decoding: its _Wake looks again
-        logger.debug(
-            "caption final %s: %.0f ms of silence: %r", u.id, u.silence_s * 1000, decoded.text
-        )
-        self._send_final(u, decoded)
-        u.captioned(decoded.text)
+        if decoded is not None:  # else still decoding: its _Wake looks again
+            self._caption(u, decoded, u.speech_n)
+
+    def _caption(self, u: _Utterance, decoded: Decoded, upto: int) -> None:
+        logger.debug("caption final %s up to %.2f s: %r", u.id, upto / SAMPLE_RATE, decoded.text)
+        self._send_final(u, decoded, upto)
+        u.captioned(decoded.text, upto)
 
     def _maybe_interim(self, loaded: _LoadedModel, u: _Utterance) -> None:
         owner = self._owner
@@ -374,6 +394,10 @@ class LocalSpeechStream(stt.RecognizeStream):
         )
 
     async def _finalise(self, loaded: _LoadedModel, u: _Utterance) -> None:
+        if u.pending_caption is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(u.pending_caption[1])
+            self._maybe_caption(u)
         if u.unfinalised:
             end = u.final_end()
             decoded = None
@@ -391,7 +415,7 @@ class LocalSpeechStream(stt.RecognizeStream):
                 decoded.end_confidence,
                 decoded.text,
             )
-            self._send_final(u, decoded)
+            self._send_final(u, decoded, u.speech_n)
         # else every word is in a caption final already: the turn just ends
         u.finished = True
         self._event_ch.send_nowait(
@@ -401,20 +425,18 @@ class LocalSpeechStream(stt.RecognizeStream):
             )
         )
 
-    def _send_final(self, u: _Utterance, decoded: Decoded) -> None:
+    def _send_final(self, u: _Utterance, decoded: Decoded, upto: int) -> None:
         """The final transcript of the words since the last one (a caption final, or the
-        turn's last words): from `u.segment_start` to the end of the speech. A lone full stop
-        (Whisper closing the sentence of an earlier caption final) is no final."""
+        turn's last words): from `u.segment_start` to `upto`, the end of their speech. A lone
+        full stop (Whisper closing the sentence of an earlier caption final) is no final."""
         if not _has_words(decoded.text):
             return
         self._event_ch.send_nowait(
             stt.SpeechEvent(
                 type=stt.SpeechEventType.FINAL_TRANSCRIPT,
                 request_id=u.id,
-                alternatives=[
-                    self._speech_data(u, decoded.text, decoded.language, upto=u.speech_n)
-                ],
-                speech_end_time=self._wall_time_at(u.first_sample + u.speech_n),
+                alternatives=[self._speech_data(u, decoded.text, decoded.language, upto=upto)],
+                speech_end_time=self._wall_time_at(u.first_sample + upto),
             )
         )
         self._event_ch.send_nowait(
