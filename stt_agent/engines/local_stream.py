@@ -2,7 +2,7 @@
 
 `LocalSTT` is a streaming STT plugin in the LiveKit sense: it takes 16 kHz frames, finds
 utterances with Silero VAD, emits interim transcripts while someone speaks and one final
-transcript per utterance. What keeps it quick on a laptop's CPU:
+transcripts as the words become certain. What keeps it quick on a laptop's CPU:
 
 * **one model, one decoder thread, many streams**: every stream of every session submits its
   decodes to the model's `BatchScheduler`, which runs them as CTranslate2 batches, turn ends
@@ -11,6 +11,15 @@ transcript per utterance. What keeps it quick on a laptop's CPU:
   so the encoder sees the utterance plus a little padding (`decoding.Window`);
 * **speculative finals**: after `speculate_after_s` of silence the utterance is decoded; if the
   speaker stays quiet, that decode *is* the final, so waiting and decoding overlap;
+* **caption finals, decoupled from turn ends**: once `caption_final_after_s` of silence
+  confirms a pause and the speculative decode covers every word since the last final, those
+  words go out as a FINAL_TRANSCRIPT at once, while the turn stays open (no END_OF_SPEECH).
+  LiveKit's `AgentSession` (turn detection "stt") appends every final to the user's turn and
+  completes the turn on END_OF_SPEECH, so handlers still get whole turns. A pause the speaker
+  ended before its decode was done still gets its caption final when the decode is. The
+  next words are decoded with *all* the utterance's audio and the caption finals' words as
+  Whisper's forced prefix, so Whisper keeps its context (decoded alone, 0.4 s of applause
+  after JFK's last words came out as "Thank you.") and only the new words come back;
 * **end of turn when Whisper is sure**: Whisper's own probability that the words decoded so
   far end a sentence (the probability of a full stop, question or exclamation mark after
   them) is the end-of-turn confidence. A confident turn ends after `min_turn_silence_s`;
