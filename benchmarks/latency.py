@@ -4,6 +4,9 @@
   EOS lies on the search window's edge (speech runs on past it, so the true EOS is unknown
   and the latency an underestimate) are kept apart: the headline counts only the others,
   "pinned down".
+* EOS -> caption final: the same against each caption final (the final transcript of the
+  speech before a pause, which may come before its turn ends), pinned-down EOS only for the
+  headline. EOS -> final of a turn is `eos_to_turn` in the report.
 * onset -> first interim: the first interim after the previous final, against the first
   speech frame at or after `u.start - 0.3 s` (and after the previous final's end, so the
   last words of the previous turn are not taken for this one's onset). Utterances whose
@@ -30,6 +33,9 @@ from .scoring import mid_sentence_cuts, normalise
 class Latencies:
     eos_to_final_ms: list[float] = field(default_factory=list)
     eos_clipped_flags: list[bool] = field(default_factory=list)  # one per eos_to_final_ms
+    eos_to_caption_ms: list[float] = field(default_factory=list)
+    caption_clipped_flags: list[bool] = field(default_factory=list)  # one per eos_to_caption_ms
+    captions: int = 0
     first_interim_ms: list[float] = field(default_factory=list)
     finals: int = 0
     without_interim: int = 0
@@ -49,6 +55,11 @@ class Latencies:
     def eos_to_final_pinned_ms(self) -> list[float]:
         """Only the finals whose EOS the audio pins down (see `clips.end_of_speech`)."""
         pairs = zip(self.eos_to_final_ms, self.eos_clipped_flags, strict=True)
+        return [v for v, clipped in pairs if not clipped]
+
+    @property
+    def eos_to_caption_pinned_ms(self) -> list[float]:
+        pairs = zip(self.eos_to_caption_ms, self.caption_clipped_flags, strict=True)
         return [v for v, clipped in pairs if not clipped]
 
 
@@ -103,6 +114,14 @@ def measure(record: RunRecord) -> Latencies:
             out.without_interim += 1
         else:
             out.first_interim_ms.append((interim.received_at - (t0 + onset)) * 1000)
+    for c in record.captions:
+        out.captions += 1
+        caption_eos = None
+        if c.start is not None and c.end is not None and c.end > c.start:
+            caption_eos = end_of_speech(record.clip, c.start, c.end)
+        if caption_eos is not None:
+            out.caption_clipped_flags.append(caption_eos.clipped)
+            out.eos_to_caption_ms.append((c.received_at - (t0 + caption_eos.at_s)) * 1000)
     finals = record.finals
     cuts = mid_sentence_cuts(record.clip.base_name, record.clip.reference, [u.text for u in finals])
     words = [u for u in finals if normalise(u.text)]

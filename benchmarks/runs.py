@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Literal
 
 from stt_agent.audio import FileSource
 from stt_agent.engines import LocalSTT
-from stt_agent.feed import TranscriptFeed, Utterance
+from stt_agent.feed import CaptionFinal, TranscriptFeed, Utterance
 from stt_agent.local import LocalRun
 
 from .baseline import BaselineRun, MeasuredWhisperSTT
@@ -35,6 +35,7 @@ class RunRecord:
     first_frame_at: float | None = None  # wall clock of the first audio frame
     ended_at: float = 0.0
     events: list[Utterance] = field(default_factory=list)  # interim and final, in feed order
+    captions: list[CaptionFinal] = field(default_factory=list)  # caption finals, in feed order
     notes: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -63,7 +64,14 @@ class Baseline:
 
 def _recording_feed(record: RunRecord) -> TranscriptFeed:
     feed = TranscriptFeed()
-    feed.subscribe(lambda e: record.events.append(e) if isinstance(e, Utterance) else None)
+
+    def keep(event: object) -> None:
+        if isinstance(event, Utterance):
+            record.events.append(event)
+        elif isinstance(event, CaptionFinal):
+            record.captions.append(event)
+
+    feed.subscribe(keep)
     return feed
 
 

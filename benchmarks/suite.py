@@ -118,7 +118,13 @@ async def run(plan: Plan, progress: Progress | None = None) -> dict[str, Any]:
 
 def _latency_keys(prefix: str, lat: Latencies) -> dict[str, Any]:
     pinned = lat.eos_to_final_pinned_ms
+    captions = lat.eos_to_caption_pinned_ms
     return {
+        f"{prefix}eos_to_caption_final_ms_p50": _ms(percentile(captions, 50)),
+        f"{prefix}eos_to_caption_final_ms_p95": _ms(percentile(captions, 95)),
+        # A turn's final is the turn delivered: `eos_to_turn` is the older `eos_to_final`.
+        f"{prefix}eos_to_turn_ms_p50": _ms(percentile(pinned, 50)),
+        f"{prefix}eos_to_turn_ms_p95": _ms(percentile(pinned, 95)),
         f"{prefix}eos_to_final_ms_p50": _ms(percentile(pinned, 50)),
         f"{prefix}eos_to_final_ms_p95": _ms(percentile(pinned, 95)),
         f"{prefix}eos_to_final_ms_p50_all": _ms(percentile(lat.eos_to_final_ms, 50)),
@@ -241,6 +247,10 @@ async def _run(plan: Plan, progress: Progress, tmp: Path) -> dict[str, Any]:
         "peak_rss_mb": round(startup.peak_rss_mb(), 1),
         "kit_peak_rss_mb": round(kit_rss, 1),
         "counts": {
+            "kit_captions": kit_lat.captions,
+            "kit_captions_pinned": len(kit_lat.eos_to_caption_pinned_ms),
+            "baseline_captions": base_lat.captions,
+            "baseline_captions_pinned": len(base_lat.eos_to_caption_pinned_ms),
             "kit_finals": kit_lat.finals,
             "kit_timed": len(kit_lat.eos_to_final_ms),
             "kit_pinned": len(kit_lat.eos_to_final_pinned_ms),
@@ -288,6 +298,10 @@ async def _run(plan: Plan, progress: Progress, tmp: Path) -> dict[str, Any]:
             "kit_eos_clipped": kit_lat.eos_clipped_flags,
             "baseline_eos_clipped": base_lat.eos_clipped_flags,
             "kit_first_interim_ms": [round(x, 1) for x in kit_lat.first_interim_ms],
+            "kit_eos_to_caption_final_ms": [round(x, 1) for x in kit_lat.eos_to_caption_ms],
+            "baseline_eos_to_caption_final_ms": [round(x, 1) for x in base_lat.eos_to_caption_ms],
+            "kit_caption_clipped": kit_lat.caption_clipped_flags,
+            "baseline_caption_clipped": base_lat.caption_clipped_flags,
         },
         "definitions": {
             "speech_frame": (
@@ -300,6 +314,12 @@ async def _run(plan: Plan, progress: Progress, tmp: Path) -> dict[str, Any]:
                 "count only finals whose EOS is pinned down (not on the search window's edge); "
                 "*_all counts every timed final"
             ),
+            "eos_to_caption_final": (
+                "c.received_at - (first_frame_at + EOS) for every caption final c (the final "
+                "transcript of the speech before a pause, shown before its turn ends), EOS "
+                "searched in [c.start, c.end + 0.3 s]; pinned-down EOS only"
+            ),
+            "eos_to_turn": "eos_to_final: end of speech -> the turn delivered to the handlers",
             "first_interim": (
                 "first interim after the previous final, from the first speech frame "
                 "at or after max(u.start - 0.3 s, the previous final's end)"

@@ -24,7 +24,7 @@ from .errors import (
     RoomError,
     SttAgentError,
 )
-from .feed import MetricsEvent, TranscriptFeed, Utterance
+from .feed import CaptionFinal, MetricsEvent, TranscriptFeed, Utterance
 from .handle import AgentHandle, AgentStatus
 from .handler_examples import append_jsonl, keyword_alert, redact, words_per_minute
 from .handlers import TurnHandlers
@@ -60,6 +60,7 @@ __all__ = [
     "ArraySource",
     "AudioSource",
     "AudioSourceError",
+    "CaptionFinal",
     "ConfigError",
     "CredentialsForm",
     "DevServer",

@@ -21,7 +21,7 @@ from typing import Any, cast
 
 from .loops import call_on
 
-__all__ = ["MetricsEvent", "TranscriptFeed", "Utterance"]
+__all__ = ["CaptionFinal", "MetricsEvent", "TranscriptFeed", "Utterance"]
 
 logger = logging.getLogger("stt_agent.feed")
 
@@ -54,6 +54,23 @@ class Utterance:
 
 
 @dataclass(frozen=True)
+class CaptionFinal:
+    """Words of the turn still open that will not change any more: a final transcript.
+
+    The engine sends one for the speech so far once a short pause confirms it (the local
+    engine after 0.2 s of silence; a streaming service whenever it finalises), while the turn
+    ends later and is delivered as one `Utterance` holding every caption final's words. Views
+    show these as locked text at once; exports hold turns only."""
+
+    text: str
+    participant: str = "local"
+    start: float | None = None  # seconds of audio since the stream began
+    end: float | None = None
+    source: str | None = None
+    received_at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
 class MetricsEvent:
     """STT or end-of-utterance metrics from LiveKit's `metrics_collected` event."""
 
@@ -62,7 +79,7 @@ class MetricsEvent:
     received_at: float = field(default_factory=time.time)
 
 
-FeedEvent = Utterance | MetricsEvent
+FeedEvent = Utterance | CaptionFinal | MetricsEvent
 Callback = Callable[[FeedEvent], Any]
 
 _CLOSED = object()
@@ -86,7 +103,13 @@ class TranscriptFeed:
         self.utterances: deque[Utterance] = deque(maxlen=history)
         self.interim: Utterance | None = None
         self.metrics: deque[MetricsEvent] = deque(maxlen=history)
-        self.counts = {"final": 0, "interim": 0, "metrics": 0, "subscriber_errors": 0}
+        self.counts = {
+            "final": 0,
+            "interim": 0,
+            "caption": 0,
+            "metrics": 0,
+            "subscriber_errors": 0,
+        }
         self.speakers: dict[str, int] = {}
         self.closed = False
 
@@ -119,6 +142,8 @@ class TranscriptFeed:
             else:
                 self.interim = event
                 self.counts["interim"] += 1
+        elif isinstance(event, CaptionFinal):
+            self.counts["caption"] += 1
         else:
             self.metrics.append(event)
             self.counts["metrics"] += 1

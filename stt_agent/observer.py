@@ -17,7 +17,7 @@ from typing import Any
 from livekit import rtc
 from livekit.agents import Agent, stt, vad
 
-from .feed import MetricsEvent, TranscriptFeed, Utterance
+from .feed import CaptionFinal, FeedEvent, MetricsEvent, TranscriptFeed, Utterance
 from .handlers import TurnHandlers
 from .progress import RunProgress
 from .speech_watch import SpeechWatch
@@ -111,9 +111,20 @@ class TurnObserver:
         if event.type == stt.SpeechEventType.FINAL_TRANSCRIPT:
             self._last_interim = None
             if event.alternatives and event.alternatives[0].text.strip():
+                alt = event.alternatives[0]
                 self._answered()
                 self._turn_finals.append(event)
                 progress.finals += 1
+                # Locked text at once; the turn it belongs to is delivered when it ends.
+                self._publish(
+                    CaptionFinal(
+                        text=alt.text.strip(),
+                        participant=self.participant,
+                        start=alt.start_time if alt.end_time else None,
+                        end=alt.end_time or None,
+                        source=self.source,
+                    )
+                )
             if not progress.exact:
                 progress.speech_open = False
         elif event.type == stt.SpeechEventType.INTERIM_TRANSCRIPT and event.alternatives:
@@ -198,7 +209,7 @@ class TurnObserver:
             self.progress.turns_open = len(self._turn_finals) + self._delivering
             self.progress.touch(recogniser=True)
 
-    def _publish(self, event: Utterance | MetricsEvent) -> None:
+    def _publish(self, event: FeedEvent) -> None:
         if not self.closed:
             self.feed.publish(event)
 

@@ -79,6 +79,9 @@ class Request:
     window: Window
     language: str | None
     end_confidence: bool  # also say how likely the words end a sentence
+    # Words of this audio that are final already (caption finals): forced as the start of the
+    # transcript, so Whisper still hears all the audio and only the words after them come back.
+    prefix: str = ""
 
     @property
     def frames(self) -> int:
@@ -137,13 +140,20 @@ def _decode_batch(loaded: LoadedModel, requests: Sequence[Request]) -> list[Deco
     languages = [lang or detected[i][0][0].strip("<|>") for i, lang in enumerate(asked)]
     tokenizers = [loaded.tokenizer(lang) for lang in languages]
     prompts = [[*t.sot_sequence, t.no_timestamps] for t in tokenizers]
+    prefixes = [
+        t.encode(" " + r.prefix.strip()) if r.prefix.strip() else []
+        for r, t in zip(requests, tokenizers, strict=True)
+    ]
     # Speech runs at 2-4 tokens a second; a hard cap stops a rare loop early.
     max_new = max(int(r.audio.size / SAMPLE_RATE * 8) + 10 for r in requests)
     results = model.model.generate(
         encoded,
-        prompts,
+        [[*p, *f] for p, f in zip(prompts, prefixes, strict=True)],
         beam_size=requests[0].beam_size,
-        max_length=max(len(p) for p in prompts) + max_new,
+        # CTranslate2 counts a forced prefix twice against max_length.
+        max_length=min(
+            448, max(len(p) + 2 * len(f) for p, f in zip(prompts, prefixes, strict=True)) + max_new
+        ),
         return_scores=True,
         return_no_speech_prob=True,
         suppress_blank=True,
@@ -151,13 +161,14 @@ def _decode_batch(loaded: LoadedModel, requests: Sequence[Request]) -> list[Deco
     )
     texts: list[str] = []
     word_tokens: list[list[int]] = []
-    for r, tokenizer in zip(results, tokenizers, strict=True):
-        tokens = r.sequences_ids[0]
+    for r, tokenizer, prefix in zip(results, tokenizers, prefixes, strict=True):
+        tokens = r.sequences_ids[0]  # the forced prefix included
+        new = tokens[len(prefix) :] if tokens[: len(prefix)] == prefix else tokens
         avg_logprob = r.scores[0] * len(tokens) / (len(tokens) + 1)
         # faster-whisper's silence rule: likely no speech and no confident words.
         if r.no_speech_prob > 0.6 and avg_logprob < -1.0:
-            tokens = []
-        texts.append(tokenizer.decode(tokens).strip())
+            tokens = new = []
+        texts.append(tokenizer.decode(new).strip())
         while tokens and not TRAILING_PUNCTUATION.sub("", tokenizer.decode(tokens[-1:])):
             tokens = tokens[:-1]
         word_tokens.append(tokens)
@@ -214,9 +225,10 @@ async def decode_async(
     urgent: bool = True,
     window: Window = FINAL_WINDOW,
     end_confidence: bool = False,
+    prefix: str = "",
 ) -> Decoded:
     """Queue one utterance on the model's scheduler and wait for its turn in a batch."""
-    request = Request(audio, beam_size, window, language, end_confidence)
+    request = Request(audio, beam_size, window, language, end_confidence, prefix)
     job: Job[Request, Decoded] = Job(
         request, stream=stream, urgent=urgent, group=beam_size, size=request.frames
     )

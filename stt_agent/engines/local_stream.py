@@ -2,7 +2,7 @@
 
 `LocalSTT` is a streaming STT plugin in the LiveKit sense: it takes 16 kHz frames, finds
 utterances with Silero VAD, emits interim transcripts while someone speaks and one final
-transcript per utterance. What keeps it quick on a laptop's CPU:
+transcripts as the words become certain. What keeps it quick on a laptop's CPU:
 
 * **one model, one decoder thread, many streams**: every stream of every session submits its
   decodes to the model's `BatchScheduler`, which runs them as CTranslate2 batches, turn ends
@@ -11,6 +11,15 @@ transcript per utterance. What keeps it quick on a laptop's CPU:
   so the encoder sees the utterance plus a little padding (`decoding.Window`);
 * **speculative finals**: after `speculate_after_s` of silence the utterance is decoded; if the
   speaker stays quiet, that decode *is* the final, so waiting and decoding overlap;
+* **caption finals, decoupled from turn ends**: once `caption_final_after_s` of silence
+  confirms a pause and the speculative decode covers every word since the last final, those
+  words go out as a FINAL_TRANSCRIPT at once, while the turn stays open (no END_OF_SPEECH).
+  LiveKit's `AgentSession` (turn detection "stt") appends every final to the user's turn and
+  completes the turn on END_OF_SPEECH, so handlers still get whole turns. A pause the speaker
+  ended before its decode was done still gets its caption final when the decode is. The
+  next words are decoded with *all* the utterance's audio and the caption finals' words as
+  Whisper's forced prefix, so Whisper keeps its context (decoded alone, 0.4 s of applause
+  after JFK's last words came out as "Thank you.") and only the new words come back;
 * **end of turn when Whisper is sure**: Whisper's own probability that the words decoded so
   far end a sentence (the probability of a full stop, question or exclamation mark after
   them) is the end-of-turn confidence. A confident turn ends after `min_turn_silence_s`;
@@ -68,6 +77,10 @@ _MAX_UTTERANCE_S = 27.0
 
 def _words(text: str) -> list[str]:
     return text.split()
+
+
+def _has_words(text: str) -> bool:
+    return re.search(r"\w", text) is not None
 
 
 def _same(a: str, b: str) -> bool:
@@ -159,6 +172,8 @@ class LocalSpeechStream(stt.RecognizeStream):
                     if current is not None and self._turn_over(current):
                         await self._end_turn(loaded, current, heard)
                         current = None
+                    elif current is not None:
+                        self._maybe_caption(current)
                     continue
                 heard = ev.samples_index
                 if ev.type == vad.VADEventType.START_OF_SPEECH:
@@ -185,6 +200,8 @@ class LocalSpeechStream(stt.RecognizeStream):
                         if self._turn_over(current) or self._too_long(current):
                             await self._end_turn(loaded, current, heard)
                             current = None
+                        else:
+                            self._maybe_caption(current)
                     recent.append(pcm)
                     recent_n += pcm.size
                     while recent and recent_n - recent[0].size >= padding_n:
@@ -234,7 +251,12 @@ class LocalSpeechStream(stt.RecognizeStream):
         return seconds >= _MAX_UTTERANCE_S or (seconds >= _LONG_UTTERANCE_S and u.silence_s > 0)
 
     async def _decode_final(
-        self, loaded: _LoadedModel, audio: np.ndarray, *, end_confidence: bool = False
+        self,
+        loaded: _LoadedModel,
+        audio: np.ndarray,
+        *,
+        prefix: str,
+        end_confidence: bool = False,
     ) -> Decoded:
         """A final's decode (beam search), the speculative one or the one at the turn's end."""
         return await _decode_async(
@@ -244,24 +266,61 @@ class LocalSpeechStream(stt.RecognizeStream):
             language=self._language,
             stream=self._id,
             end_confidence=end_confidence,
+            prefix=prefix,
         )
 
     def _maybe_speculate(self, loaded: _LoadedModel, u: _Utterance) -> None:
         if u.speculation is not None and u.speculation[0] < u.speech_n:
-            u.speculation[1].cancel()  # the speaker went on: that decode is stale
+            # The speaker went on: that decode is no final for the turn. If they paused long
+            # enough for a caption final, it still is the caption of the words before the
+            # pause; otherwise it is stale.
+            end, future = u.speculation
             u.speculation = None
-        if u.silence_s < self._owner._speculate_after_s:
-            return
+            if self._caption_pause(u) and end >= u.pause_at and u.pending_caption is None:
+                u.pending_caption = (u.pause_at, future)
+            else:
+                future.cancel()
+        if u.silence_s < self._owner._speculate_after_s or u.pending_caption is not None:
+            return  # (a new decode's prefix needs the pending caption's words)
         if u.speculation is not None and u.speculation[0] >= u.speech_n:
             return  # already decoding everything said so far
         if not self._realtime():
             return  # nobody waits for this final: decode once, when the VAD ends the turn
         end = u.final_end()
         future = asyncio.ensure_future(
-            self._decode_final(loaded, u.audio(end), end_confidence=True)
+            self._decode_final(loaded, u.audio(end), prefix=u.final_text, end_confidence=True)
         )
         future.add_done_callback(lambda _: self._work.put_nowait(_Wake()))
         u.speculation = (end, future)
+
+    def _caption_pause(self, u: _Utterance) -> bool:
+        """The pause the speaker just ended was long enough for a caption final."""
+        after = self._owner._caption_final_after_s
+        return after is not None and u.pause_s >= after and u.pause_at > u.finalised_n
+
+    def _maybe_caption(self, u: _Utterance) -> None:
+        """A caption final: the pause is long enough and the speculative decode covers every
+        word since the last one (or covered them when the speaker went on). The turn goes on
+        (no END_OF_SPEECH): LiveKit's session adds each final to the user's turn until the
+        turn ends."""
+        if u.pending_caption is not None:
+            upto, future = u.pending_caption
+            if not future.done():
+                return  # its _Wake looks again
+            u.pending_caption = None
+            if not future.cancelled() and future.exception() is None:
+                self._caption(u, future.result(), upto)
+        after = self._owner._caption_final_after_s
+        if after is None or u.silence_s < after or not u.unfinalised:
+            return
+        decoded = u.speculated()
+        if decoded is not None:  # else still decoding: its _Wake looks again
+            self._caption(u, decoded, u.speech_n)
+
+    def _caption(self, u: _Utterance, decoded: Decoded, upto: int) -> None:
+        logger.debug("caption final %s up to %.2f s: %r", u.id, upto / SAMPLE_RATE, decoded.text)
+        self._send_final(u, decoded, upto)
+        u.captioned(decoded.text, upto)
 
     def _maybe_interim(self, loaded: _LoadedModel, u: _Utterance) -> None:
         owner = self._owner
@@ -288,14 +347,20 @@ class LocalSpeechStream(stt.RecognizeStream):
                 stream=self._id,
                 urgent=False,
                 window=INTERIM_WINDOW,
+                prefix=u.final_text,
             )
         )
-        future.add_done_callback(lambda f: self._on_interim(u, f, asked))
+        captions = u.captions
+        future.add_done_callback(lambda f: self._on_interim(u, f, asked, captions))
 
-    def _on_interim(self, u: _Utterance, future: asyncio.Future[Decoded], asked: float) -> None:
+    def _on_interim(
+        self, u: _Utterance, future: asyncio.Future[Decoded], asked: float, captions: int
+    ) -> None:
         u.interim_busy = False
         if future.cancelled() or future.exception() is not None:
             return
+        if captions != u.captions:
+            return  # asked before a caption final: it holds words that are final now
         took = time.monotonic() - asked
         self._interim_latency_s = (
             took if not self._interim_latency_s else (0.7 * self._interim_latency_s + 0.3 * took)
@@ -338,50 +403,66 @@ class LocalSpeechStream(stt.RecognizeStream):
         )
 
     async def _finalise(self, loaded: _LoadedModel, u: _Utterance) -> None:
-        end = u.final_end()
-        decoded = None
-        spec = u.speculation
-        if spec is not None and spec[0] >= u.speech_n and not spec[1].cancelled():
-            # It covers every word: wait for it rather than start again.
+        if u.pending_caption is not None:
             with contextlib.suppress(Exception):
-                decoded = await asyncio.shield(spec[1])
-        if decoded is None:
-            decoded = await self._decode_final(loaded, u.audio(end))
+                await asyncio.shield(u.pending_caption[1])
+            self._maybe_caption(u)
+        if u.unfinalised:
+            end = u.final_end()
+            decoded = None
+            spec = u.speculation
+            if spec is not None and spec[0] >= u.speech_n and not spec[1].cancelled():
+                # It covers every word: wait for it rather than start again.
+                with contextlib.suppress(Exception):
+                    decoded = await asyncio.shield(spec[1])
+            if decoded is None:
+                decoded = await self._decode_final(loaded, u.audio(end), prefix=u.final_text)
+            logger.debug(
+                "final %s: %.0f ms of silence, end of sentence %.2f: %r",
+                u.id,
+                u.silence_s * 1000,
+                decoded.end_confidence,
+                decoded.text,
+            )
+            self._send_final(u, decoded, u.speech_n)
+        # else every word is in a caption final already: the turn just ends
         u.finished = True
-        text = decoded.text
-        logger.debug(
-            "final %s: %.0f ms of silence, end of sentence %.2f: %r",
-            u.id,
-            u.silence_s * 1000,
-            decoded.end_confidence,
-            text,
-        )
-        speech_end_wall = self._wall_time_at(u.first_sample + u.speech_n)
-        if text:
-            self._event_ch.send_nowait(
-                stt.SpeechEvent(
-                    type=stt.SpeechEventType.FINAL_TRANSCRIPT,
-                    request_id=u.id,
-                    alternatives=[self._speech_data(u, text, decoded.language, upto=u.speech_n)],
-                    speech_end_time=speech_end_wall,
-                )
-            )
-            self._event_ch.send_nowait(
-                stt.SpeechEvent(
-                    type=stt.SpeechEventType.RECOGNITION_USAGE,
-                    request_id=u.id,
-                    recognition_usage=stt.RecognitionUsage(audio_duration=end / SAMPLE_RATE),
-                )
-            )
         self._event_ch.send_nowait(
-            stt.SpeechEvent(type=stt.SpeechEventType.END_OF_SPEECH, speech_end_time=speech_end_wall)
+            stt.SpeechEvent(
+                type=stt.SpeechEventType.END_OF_SPEECH,
+                speech_end_time=self._wall_time_at(u.first_sample + u.speech_n),
+            )
+        )
+
+    def _send_final(self, u: _Utterance, decoded: Decoded, upto: int) -> None:
+        """The final transcript of the words since the last one (a caption final, or the
+        turn's last words): from `u.segment_start` to `upto`, the end of their speech. A lone
+        full stop (Whisper closing the sentence of an earlier caption final) is no final."""
+        if not _has_words(decoded.text):
+            return
+        self._event_ch.send_nowait(
+            stt.SpeechEvent(
+                type=stt.SpeechEventType.FINAL_TRANSCRIPT,
+                request_id=u.id,
+                alternatives=[self._speech_data(u, decoded.text, decoded.language, upto=upto)],
+                speech_end_time=self._wall_time_at(u.first_sample + upto),
+            )
+        )
+        self._event_ch.send_nowait(
+            stt.SpeechEvent(
+                type=stt.SpeechEventType.RECOGNITION_USAGE,
+                request_id=u.id,
+                recognition_usage=stt.RecognitionUsage(
+                    audio_duration=(u.final_end() - u.segment_start) / SAMPLE_RATE
+                ),
+            )
         )
 
     def _speech_data(self, u: _Utterance, text: str, lang: str, *, upto: int) -> stt.SpeechData:
         return stt.SpeechData(
             language=LanguageCode(lang),
             text=text,
-            start_time=u.first_sample / SAMPLE_RATE,
+            start_time=(u.first_sample + u.segment_start) / SAMPLE_RATE,
             end_time=(u.first_sample + upto) / SAMPLE_RATE,
             confidence=1.0,
         )

@@ -16,7 +16,7 @@ from datetime import datetime
 
 import ipywidgets as widgets
 
-from ..feed import FeedEvent, TranscriptFeed, Utterance
+from ..feed import CaptionFinal, FeedEvent, TranscriptFeed, Utterance
 from .saved_copy import ReadableAfterwards
 from .speakers import speaker_label
 
@@ -27,6 +27,8 @@ _LIST_STYLE = (
     "display:flex;flex-direction:column-reverse;overflow-y:auto;max-height:{height}px;"
     "font-family:var(--jp-content-font-family,sans-serif);font-size:13px;line-height:1.45"
 )
+
+_LOCKED = "class='stt-locked' style='color:#1f2328;font-style:normal'"
 
 
 def _row(u: Utterance, feed: TranscriptFeed) -> str:
@@ -84,6 +86,7 @@ class TranscriptView(ReadableAfterwards, widgets.VBox):  # type: ignore[misc]  #
         self._last_interim_render = 0.0
         self._rows: list[str] = []
         self._interims: dict[str, Utterance] = {}  # per speaker: what they are saying now
+        self._locked: dict[str, str] = {}  # per speaker: caption finals of the open turn
         self.render_thread_ids: set[int] = set()  # lets tests prove the loop-only rule
         self._list = widgets.HTML(layout=widgets.Layout(width="100%"))
         self._interim = widgets.HTML(layout=widgets.Layout(width="100%", min_height="1.6em"))
@@ -105,6 +108,9 @@ class TranscriptView(ReadableAfterwards, widgets.VBox):  # type: ignore[misc]  #
 
     def _on_event(self, event: FeedEvent) -> None:
         self.render_thread_ids.add(threading.get_ident())
+        if isinstance(event, CaptionFinal):
+            self._on_caption(event)
+            return
         if not isinstance(event, Utterance):
             return
         if event.final:
@@ -112,6 +118,7 @@ class TranscriptView(ReadableAfterwards, widgets.VBox):  # type: ignore[misc]  #
             del self._rows[: -self.max_rows]
             self._render_list()
             self._interims.pop(event.participant, None)
+            self._locked.pop(event.participant, None)
             self._render_interim()
         else:
             self._interims[event.participant] = event
@@ -141,12 +148,25 @@ class TranscriptView(ReadableAfterwards, widgets.VBox):  # type: ignore[misc]  #
         )
         self._changed()
 
+    def _on_caption(self, event: CaptionFinal) -> None:
+        """Final words of the open turn: locked (upright, dark) at once, before the interim."""
+        who = event.participant
+        self._locked[who] = f"{self._locked.get(who, '')} {event.text}".strip()
+        self._interims.pop(who, None)  # those words are in the locked text now
+        self._render_interim()
+
     def _render_interim(self) -> None:
-        several = len(self._interims) > 1 or any(p != "local" for p in self._interims)
-        lines = [
-            (f"{speaker_label(self.feed, who)}: " if several else "") + html.escape(u.text)
-            for who, u in self._interims.items()
-        ]
+        talking = list(dict.fromkeys([*self._locked, *self._interims]))
+        several = len(talking) > 1 or any(p != "local" for p in talking)
+        lines = []
+        for who in talking:
+            locked, interim = self._locked.get(who), self._interims.get(who)
+            line = f"{speaker_label(self.feed, who)}: " if several else ""
+            if locked:
+                line += f"<span {_LOCKED}>{html.escape(locked)}</span> "
+            if interim is not None:
+                line += html.escape(interim.text)
+            lines.append(line.rstrip())
         self._interim.value = (
             "<div class='stt-interim' style='color:#57606a;font-style:italic'>"
             + "<br>".join(lines)
