@@ -73,6 +73,7 @@ def test_every_picture_in_every_notebook_renders(lab, lab_page) -> None:
     assert not any(broken.values()), f"broken pictures: {broken}\n{console_tail(lab_page)}"
 
 
+@pytest.mark.room_media  # notebook 03 runs its room on the kit's LiveKit server
 def test_transcriber_notebook_shows_the_words_live(lab, lab_page, save_screenshot):
     started = _run_all(lab, lab_page, "03_transcriber_agent.ipynb")
     # Interim or final, the words arrive while the recording is still playing...

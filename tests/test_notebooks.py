@@ -4,7 +4,9 @@ Each notebook is copied into a throwaway repository tree (a `pyproject.toml` at 
 the `.env` search stops there, and nothing beside it: the recordings are the kit's shipped
 samples) and executed with nbclient on this venv's `python3` kernel, in four situations:
 
-* no `.env` and no LIVEKIT_*/ASSEMBLYAI_* variables: the embedded default (local mode);
+* no `.env` and no LIVEKIT_*/ASSEMBLYAI_* variables: the embedded default. Notebooks 01 and 03
+  start the kit's LiveKit development server (`stt_agent.DevServer`) and run every room cell on
+  it with media; the others run in local mode;
 * a planted `.env` with random keys and unreachable servers: every notebook must still finish,
   tell the learner what is wrong, and never show a secret (outputs, errors, widget state);
 * a planted `.env` pointing at the LiveKit stand-in (tests/standins), which the real
@@ -22,6 +24,8 @@ New notebooks are picked up automatically: everything is parametrised over noteb
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
 import os
 import re
@@ -63,8 +67,23 @@ SAYS_WHAT_IS_WRONG = (
 SAYS_KEYS_ARE_WRONG = ("refused", "rejected", "unauthorized", "unauthenticated", "http 401")
 # A whole signed JWT (header.payload.signature): a token must never be shown, only decoded.
 JWT = re.compile(r"eyJ[\w-]{8,}\.eyJ[\w-]{8,}\.[\w-]{20,}")
+# ...except the one a room page must carry (`show_room`): room-scoped, short-lived, no admin.
+ROOM_PAGE_TOKEN_TTL_S = 15 * 60
+ADMIN_GRANTS = ("roomCreate", "roomList", "roomAdmin", "roomRecord", "ingressAdmin", "agent")
 
-notebook_params = pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+# Notebooks that run LiveKit rooms with media even with no settings (on the kit's own server):
+# WebRTC, so they run only inside the tests' network namespace (tests/netns.py).
+ROOM_NOTEBOOKS = {
+    p.stem for p in NOTEBOOKS if any(w in p.read_text() for w in ("DevServer(", "open_workshop("))
+}
+notebook_params = pytest.mark.parametrize(
+    "notebook",
+    [
+        pytest.param(p, marks=pytest.mark.room_media) if p.stem in ROOM_NOTEBOOKS else p
+        for p in NOTEBOOKS
+    ],
+    ids=[p.stem for p in NOTEBOOKS],
+)
 # The notebooks that talk to a LiveKit server: only these gain anything from being run
 # against the LiveKit stand-in (the others would repeat the no-settings run at full cost).
 LIVEKIT_NOTEBOOKS = [
@@ -179,8 +198,30 @@ def _output_texts(nb: nbformat.NotebookNode) -> Iterator[tuple[str, str]]:
         yield "widget state", json.dumps(state)
 
 
+def _claims(token: str) -> dict:
+    payload = token.split(".")[1]
+    try:
+        return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (binascii.Error, ValueError):
+        return {}
+
+
+def _room_page_token(token: str) -> bool:
+    """A token a room page may carry: one room, join only, at most 15 minutes."""
+    claims = _claims(token)
+    grants = claims.get("video") or {}
+    lifetime = claims.get("exp", 0) - claims.get("nbf", 0)
+    return (
+        bool(grants.get("room"))
+        and grants.get("roomJoin") is True
+        and not any(grants.get(g) for g in ADMIN_GRANTS)
+        and 0 < lifetime <= ROOM_PAGE_TOKEN_TTL_S
+    )
+
+
 def _leaks(nb: nbformat.NotebookNode, secrets: dict[str, str]) -> list[str]:
-    """Where a secret or a signed token shows up; names only, never the values."""
+    """Where a secret or a signed token shows up; names only, never the values. A room page's
+    own token (room-scoped, join only, 15 minutes at most) is the one token allowed."""
     found = []
     whole = nbformat.writes(nb)
     for name, value in secrets.items():
@@ -188,7 +229,7 @@ def _leaks(nb: nbformat.NotebookNode, secrets: dict[str, str]) -> list[str]:
             places = [where for where, text in _output_texts(nb) if value in text]
             found.append(f"{name} in {', '.join(places) or 'the notebook JSON'}")
     for where, text in _output_texts(nb):
-        if JWT.search(text):
+        if any(not _room_page_token(m.group()) for m in JWT.finditer(text)):
             found.append(f"a signed token in {where}")
     return found
 
@@ -215,6 +256,15 @@ def _cell(nb: nbformat.NotebookNode, needle: str) -> tuple[int, str]:
 def _promises_01(nb: nbformat.NotebookNode) -> None:
     _, vad = _cell(nb, "segments.append((start, end))")
     assert vad.count("END_OF_SPEECH") >= 3, vad  # the speech the VAD found in the recording
+    # no .env: the kit's LiveKit server runs, and every room cell with it
+    _, server = _cell(nb, "probe = await probe_livekit(")
+    assert "the kit's livekit development server runs" in server.lower(), server
+    assert "Found a LiveKit server" in server, server
+    _, created = _cell(nb, "lk.room.create_room(request)")
+    assert "created room stt-demo-" in created, created
+    _standin_promises_01(nb)  # alice and bob: bob hears alice
+    _, ended = _cell(nb, "await kit_server.stop()")
+    assert "has stopped" in ended, ended
 
 
 def _promises_03(nb: nbformat.NotebookNode) -> None:
@@ -226,6 +276,15 @@ def _promises_03(nb: nbformat.NotebookNode) -> None:
     assert "ask not" in said and "what your country can do for you" in said, transcript
     _, status = _cell(nb, "stt_agent.StatusView(handle)")
     assert "stopped" in status, status  # the saved status is the final one
+    # no .env: room mode on the kit's LiveKit server; kennedy and the workshop's two speakers
+    # are each transcribed under their own name
+    _, started = _cell(nb, "kennedy = stt_agent.VirtualSpeaker(")
+    assert "Registered with ws://127.0.0.1:" in started, started
+    assert "kennedy joined the room" in started, started
+    _, room = _cell(nb, "stt_agent.show_room(room)")
+    kennedy = " ".join(re.findall(r"^kennedy: (.+)$", room, re.M))
+    assert "what your country can do for you" in normalise(kennedy), room
+    _standin_promises_03(nb)
 
 
 def _promises_04(nb: nbformat.NotebookNode) -> None:
@@ -413,6 +472,7 @@ def _livekit_standin(api_key: str, api_secret: str) -> Iterator[LiveKitStandIn]:
 
 
 @executes
+@pytest.mark.room_media
 @livekit_notebook_params
 def test_runs_against_livekit_standin(
     notebook: Path, sandbox: Path, request: pytest.FixtureRequest
@@ -427,6 +487,8 @@ def test_runs_against_livekit_standin(
         )
     if notebook.stem in STANDIN_PROMISES:
         STANDIN_PROMISES[notebook.stem](nb)
+    # a configured server is used as it is: the kit's own is not started
+    assert "the kit's livekit development server runs" not in _shown_text(nb)
 
 
 @executes

@@ -14,7 +14,8 @@ from tests.browser import pictures, pictures_in_markdown  # noqa: E402
 from tools import site  # noqa: E402
 
 pytest_plugins = ["tests.browser"]
-pytestmark = [pytest.mark.browser, pytest.mark.notebooks]
+# room_media: notebooks 01, 03 and 06 run rooms with media on the kit's LiveKit server
+pytestmark = [pytest.mark.browser, pytest.mark.notebooks, pytest.mark.room_media]
 
 REPO = Path(__file__).resolve().parents[1]
 SAVED_ROWS = ".stt-transcript-saved .stt-row"

@@ -28,7 +28,8 @@ import pytest
 
 from tools import course
 
-pytestmark = pytest.mark.notebooks
+# room_media: notebooks 01, 03 and 06 run rooms with media on the kit's LiveKit server
+pytestmark = [pytest.mark.notebooks, pytest.mark.room_media]
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
