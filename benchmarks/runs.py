@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Literal
 
 from stt_agent.audio import FileSource
 from stt_agent.engines import LocalSTT
+from stt_agent.engines.local_stt import CAPTION_FINAL_AFTER_S
 from stt_agent.feed import CaptionFinal, TranscriptFeed, Utterance
 from stt_agent.local import LocalRun
 
@@ -79,7 +80,11 @@ async def run_kit(clip: Clip, *, realtime: bool, stt: LocalSTT | None = None) ->
     """The kit's own local-mode runner on one clip (a LocalSTT of its own unless given)."""
     source = FileSource(clip.path, realtime=realtime)
     record = RunRecord("kit", clip, realtime, started_at=time.time())
-    run = LocalRun(source=source, stt=stt or LocalSTT(), feed=_recording_feed(record))
+    run = LocalRun(
+        source=source,
+        stt=stt or LocalSTT(caption_final_after_s=CAPTION_FINAL_AFTER_S),
+        feed=_recording_feed(record),
+    )
     try:
         await run.run()
     finally:

@@ -77,13 +77,15 @@ def test_every_picture_in_every_notebook_renders(lab, lab_page) -> None:
 def test_transcriber_notebook_shows_the_words_live(lab, lab_page, save_screenshot):
     started = _run_all(lab, lab_page, "03_transcriber_agent.ipynb")
     # Interim or final, the words arrive while the recording is still playing...
-    wait_for_text(lab_page, ".stt-transcript-view", "fellow americans", timeout=90)
+    # (room mode on the kit's server: Opus, then tiny.en, which often hears "as not", so the
+    # checks rest on the longer phrases)
+    wait_for_text(lab_page, ".stt-transcript-view", "your country", timeout=90)
     view = lab_page.locator(".stt-transcript-view").first
     view.scroll_into_view_if_needed()
     live = save_screenshot(lab_page, "notebook03_live")
     # ...and the final utterances, with their latency, end up in the list.
-    text = wait_for_text(lab_page, ROWS, "ask not", timeout=90)
-    assert "country" in text.lower() or "ask not" in text.lower()
+    text = wait_for_text(lab_page, ROWS, "do for your country", timeout=90)
+    assert "kennedy" in text.lower()  # under the speaker's identity
     wait_for_text(lab_page, ".stt-status-view .stt-status", "stopped", timeout=90)
     lab_page.locator(".stt-transcript-view").first.scroll_into_view_if_needed()
     final = save_screenshot(lab_page, "notebook03_done")

@@ -38,6 +38,7 @@ def realtime_run() -> tuple[list[FeedEvent], list[Utterance], list[str]]:
     """The sample played in real time: every feed event in order, the utterances the turn
     handler received, and the run's exports as text lines."""
     from stt_agent.engines import LocalSTT
+    from stt_agent.engines.local_stt import CAPTION_FINAL_AFTER_S
 
     events: list[FeedEvent] = []
     handled: list[Utterance] = []
@@ -47,7 +48,7 @@ def realtime_run() -> tuple[list[FeedEvent], list[Utterance], list[str]]:
     async def run() -> list[str]:
         feed = TranscriptFeed()
         feed.subscribe(events.append)
-        engine = LocalSTT()
+        engine = LocalSTT(caption_final_after_s=CAPTION_FINAL_AFTER_S)
         await asyncio.wait_for(
             transcribe(
                 str(samples.path(SAMPLE)),

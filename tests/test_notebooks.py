@@ -273,7 +273,8 @@ def _promises_03(nb: nbformat.NotebookNode) -> None:
     assert arrived and int(arrived.group(1)) > 0, f"nothing arrived while working: {working}"
     _, transcript = _cell(nb, "view = stt_agent.TranscriptView(handle.feed)")
     said = normalise(transcript)
-    assert "ask not" in said and "what your country can do for you" in said, transcript
+    # (not "ask not": through Opus in room mode tiny.en often hears "as not")
+    assert "what your country can do for you" in said and "do for your country" in said, transcript
     _, status = _cell(nb, "stt_agent.StatusView(handle)")
     assert "stopped" in status, status  # the saved status is the final one
     # no .env: room mode on the kit's LiveKit server; kennedy and the workshop's two speakers

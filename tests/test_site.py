@@ -59,7 +59,10 @@ def test_every_picture_on_every_page_renders(built: Path, launch_chromium) -> No
 @pytest.mark.parametrize(
     ("name", "words"),
     [
-        ("03_transcriber_agent", ["fellow americans", "ask not", "your country"]),
+        (
+            "03_transcriber_agent",
+            ["kennedy", "what your country can do for you", "for your country"],
+        ),
         ("04_turn_handlers", ["your country", "alert: ['country']", "rather selfish"]),
     ],
 )
