@@ -23,7 +23,7 @@ from benchmarks.scoring import corpus_wer
 from stt_agent import samples
 from stt_agent.config import Settings
 
-pytest.register_assert_rewrite("tests.browser")
+pytest.register_assert_rewrite("tests.browser", "tests.room_browser")
 from tests.browser import VIEWPORT, console_tail, fake_microphone_args  # noqa: E402
 from tests.room_browser import START_TIMEOUT_S, LoopThread, fake_microphone_wav  # noqa: E402
 
