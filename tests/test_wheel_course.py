@@ -205,5 +205,11 @@ def test_every_notebook_runs_from_the_wheel_in_an_unrelated_folder(tmp_path: Pat
     # The recordings came from the installed wheel, and the simulator ran from it too.
     transcripts = nbformat.read(course_dir / "03_transcriber_agent.ipynb", as_version=4)
     assert "ask not" in nbformat.writes(transcripts).lower()
+    # No room cell skipped on the wheel's own LiveKit server: the same promises as from the
+    # repository (bob hears alice; kennedy, ada and grace transcribed under their names).
+    from tests.test_notebooks import PROMISES
+
+    for name in ("01_livekit_constructs", "03_transcriber_agent"):
+        PROMISES[name](nbformat.read(course_dir / f"{name}.ipynb", as_version=4))
     simulated = nbformat.read(course_dir / "05_assemblyai_turns.ipynb", as_version=4)
     assert "AssemblyAI simulator at ws://127.0.0.1:" in nbformat.writes(simulated)
