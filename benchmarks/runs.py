@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Literal
 
 from stt_agent.audio import FileSource
 from stt_agent.engines import LocalSTT
-from stt_agent.engines.local_stt import CAPTION_FINAL_AFTER_S
 from stt_agent.feed import CaptionFinal, TranscriptFeed, Utterance
 from stt_agent.local import LocalRun
 
@@ -82,7 +81,7 @@ async def run_kit(clip: Clip, *, realtime: bool, stt: LocalSTT | None = None) ->
     record = RunRecord("kit", clip, realtime, started_at=time.time())
     run = LocalRun(
         source=source,
-        stt=stt or LocalSTT(caption_final_after_s=CAPTION_FINAL_AFTER_S),
+        stt=stt or LocalSTT(),
         feed=_recording_feed(record),
     )
     try:

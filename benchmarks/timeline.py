@@ -21,7 +21,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from stt_agent.engines import LocalSTT
-from stt_agent.engines.local_stt import CAPTION_FINAL_AFTER_S
 
 from .clips import FRAME_S, SAMPLE_RATE, end_of_speech, load_clips
 from .runs import RunRecord, run_kit
@@ -117,7 +116,7 @@ def draw(record: RunRecord, out: Path) -> Path:
 
 async def _record(name: str) -> RunRecord:
     (clip,) = load_clips([name])
-    stt = LocalSTT(caption_final_after_s=CAPTION_FINAL_AFTER_S)
+    stt = LocalSTT()
     stt.prewarm()
     return await run_kit(clip, realtime=True, stt=stt)
 

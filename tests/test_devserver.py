@@ -29,7 +29,7 @@ from livekit.protocol import models
 from livekit.protocol import rtc as rtc_proto
 
 import stt_agent
-from benchmarks.scoring import corpus_wer
+from benchmarks.scoring import corpus_wer, normalise
 from stt_agent import samples
 from stt_agent.config import Secret, Settings
 from stt_agent.devserver.data import PENDING_PACKETS, DataChannels
@@ -252,6 +252,7 @@ async def test_an_outside_client_joins_and_two_speakers_are_transcribed_under_th
                 "the viewer to receive both speakers' transcriptions",
             )
             utterances = [u for u in handle.feed.utterances if u.final]
+            captions = handle.feed.counts["caption"]
         finally:
             for speaker in speakers:
                 await speaker.aclose()
@@ -266,12 +267,24 @@ async def test_an_outside_client_joins_and_two_speakers_are_transcribed_under_th
         wer, shown = corpus_wer(reference, [said]), corpus_wer(reference, [heard(name)])
         print(f"{name} ({clip}): WER {wer:.1%} in the feed, {shown:.1%} at the viewer")
         assert wer <= SPEAKER_WER_LIMIT and shown <= SPEAKER_WER_LIMIT
+        # Caption finals must not say a turn's words twice (a closing decode once repeated
+        # "ask what you can do for your country" over the applause after it).
+        for text in (said, heard(name)):
+            assert _repeated_phrases(text) <= _repeated_phrases(reference[0]), text
+    assert captions >= len(voices)  # the engine's caption finals are on by default
     log = "".join(server.stderr)
     for name in ("ada", "grace", "viewer"):
         assert f"{name} joined room {session.room}" in log
         assert f"{name} left room {session.room}" in log
     assert "ada published audio (microphone)" in log
     assert "eyJ" not in log and "Traceback" not in log  # no token, no traceback
+
+
+def _repeated_phrases(text: str, n: int = 4) -> int:
+    """How many n-word phrases occur more than once in `text` (case and punctuation aside)."""
+    words = normalise(text).split()
+    phrases = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+    return len(phrases) - len(set(phrases))
 
 
 # --- robustness, on the test's loop ----------------------------------------------------------

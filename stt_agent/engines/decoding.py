@@ -9,6 +9,7 @@ finals, Whisper's full 30 s when a final comes out looping.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -96,9 +97,13 @@ class Decoded:
     end_confidence: float = float("nan")
 
 
+def _plain_words(text: str) -> list[str]:
+    return [w for w in (re.sub(r"[^\w']", "", t.lower()) for t in text.split()) if w]
+
+
 def _loops(text: str) -> bool:
     """Whisper stuck in a loop: a phrase said twice in a row, or a word four times."""
-    words = [w for w in (re.sub(r"[^\w']", "", t.lower()) for t in text.split()) if w]
+    words = _plain_words(text)
     for n in range(1, len(words) // 2 + 1):
         times = 4 if n == 1 else 2
         for i in range(len(words) - times * n + 1):
@@ -107,19 +112,48 @@ def _loops(text: str) -> bool:
     return False
 
 
+# How alike (difflib's ratio over words) the words after a forced prefix and a stretch of the
+# prefix must be to count as Whisper saying the prefix again (see `_repeats_prefix`).
+_REPEAT_RATIO = 0.75
+
+
+def _repeats_prefix(prefix: str, text: str) -> bool:
+    """Whisper saying again words it was forced to start with.
+
+    With caption finals the rest of a turn is decoded with the caption's words as a forced
+    prefix. When what follows them is no speech (applause, a breath, Opus's comfort noise),
+    tiny.en tends to say the prefix again: in room mode "ask what you can do for your
+    country." came back as "You can do it for your country." over the applause after it.
+    Those words are already final, so the new text is dropped when it is (nearly, by
+    difflib's ratio >= 0.75) a stretch of the prefix as long as itself. Real speech that
+    repeats two or more of the turn's words verbatim after a pause is the price; one word
+    alone is never dropped."""
+    new, old = _plain_words(text), _plain_words(prefix)
+    if len(new) < 2 or len(new) > len(old):
+        return False
+    return any(
+        difflib.SequenceMatcher(None, new, old[i : i + len(new)]).ratio() >= _REPEAT_RATIO
+        for i in range(len(old) - len(new) + 1)
+    )
+
+
 def decode(loaded: LoadedModel, requests: Sequence[Request]) -> list[Decoded]:
     """Decode a batch; a final that comes out looping ("And so my fellow American. And so my
     fellow American.", seen on the noisy JFK clip with an 8 s window) is decoded again with
-    Whisper's full 30 s window, which it was trained on. A looping interim is not shown."""
+    Whisper's full 30 s window, which it was trained on. A looping interim is not shown, and
+    words that only repeat a request's forced prefix are dropped (`_repeats_prefix`)."""
     results = _decode_batch(loaded, requests)
     again = [i for i, d in enumerate(results) if _loops(d.text)]
     finals = [i for i in again if requests[i].window is FINAL_WINDOW]
     for i in set(again) - set(finals):
-        results[i] = Decoded("", results[i].language, results[i].end_confidence)
+        results[i] = replace(results[i], text="")
     if finals:
         retried = _decode_batch(loaded, [replace(requests[i], window=FULL_WINDOW) for i in finals])
         for i, decoded in zip(finals, retried, strict=True):
             results[i] = decoded
+    for i, (request, decoded) in enumerate(zip(requests, results, strict=True)):
+        if request.prefix and _repeats_prefix(request.prefix, decoded.text):
+            results[i] = replace(decoded, text="")
     return results
 
 

@@ -280,7 +280,9 @@ class LocalSpeechStream(stt.RecognizeStream):
                 u.pending_caption = (u.pause_at, future)
             else:
                 future.cancel()
-        if u.silence_s < self._owner._speculate_after_s or u.pending_caption is not None:
+        if u.silence_s == 0 or u.silence_s < self._owner._speculate_after_s:
+            return  # still speaking (0 asks at the first quiet window)
+        if u.pending_caption is not None:
             return  # (a new decode's prefix needs the pending caption's words)
         if u.speculation is not None and u.speculation[0] >= u.speech_n:
             return  # already decoding everything said so far

@@ -31,8 +31,8 @@ from .weights import LoadedModel as _LoadedModel
 __all__ = ["LocalSTT"]
 
 
-# The pause that confirms a caption final when they are turned on (see LocalSTT's docstring).
-CAPTION_FINAL_AFTER_S = 0.2
+# The pause that confirms a caption final (see LocalSTT's docstring for how it was chosen).
+CAPTION_FINAL_AFTER_S = 0.1
 
 
 class LocalSTT(stt.STT[Never]):  # no events beyond the base STT's
@@ -49,22 +49,22 @@ class LocalSTT(stt.STT[Never]):  # no events beyond the base STT's
     audio arriving in real time; a file transcribed as fast as possible is cut by the VAD
     alone, the same way on every run.
 
-    Caption finals (`caption_final_after_s`; off by default, `CAPTION_FINAL_AFTER_S` = 0.2 s
-    turns them on): OFF BY DEFAULT because in room mode (audio through Opus, then a speaker
-    leaving after 2 s of silence) a turn's text repeated its last caption final's words ("ask
-    what you can do for your country. ask what you can do for your country."): the turn's last
-    decode, forced to start after the caption's words, hallucinates them again over the
-    trailing non-speech. Until that is fixed, they are opt-in. When on: the words before a pause
-    are a FINAL_TRANSCRIPT once this much silence confirms it and their decode is done; the
-    turn still ends by the rule above and holds every caption final's words (LiveKit's
-    session joins them). 0.2 s was chosen on the ten scored clips in real time, two runs per
-    value on a loaded 2-core machine (load 6-8), end of speech -> caption final p50 / p95,
-    pinned-down ends: 0.1 s 337-389 / 696-894 ms (24 finals), **0.2 s 322-322 / 490-528 ms
-    (21)**, 0.3 s 401-440 / 638-1003 ms (17), off (finals at turn ends) 521 / 614 ms (16);
-    the turns were the same 16 with the same 4 cuts for every value. Below 0.2 s more finals
-    compete for the decoder; above it fewer pauses get one. The cost: a caption final is
-    decoded without the words after it, so Whisper's right context is lost (real-time WER of
-    the turns 0.050 off, 0.061-0.067 on; "The ache of his" became "the acavas" in one clip).
+    Caption finals (`caption_final_after_s`, on by default): the words before a pause are a
+    FINAL_TRANSCRIPT once this much silence confirms it and their decode is done; the turn
+    still ends by the rule above and holds every caption final's words (LiveKit's session
+    joins them). `None` gives one final per turn, as before. The decode is asked at the first
+    quiet VAD window (`speculate_after_s` 0), so it is usually done by the time the pause is
+    confirmed. Chosen on the ten scored clips in real time, end of speech -> caption final
+    p50 / p95 (pinned-down ends), 2-core machine with other work running (load 2-3). Clean
+    clips, one run each: 0.2 s after 0.06 s 303-322 / 406-456 ms (two runs); 0.1 s after
+    0.06 s 291 / 514 ms, waiting for the decode. Clean and noisy clips, two runs each:
+    0.15 s after 0 241-262 / 362-588 ms; **0.1 s after 0 228-243 / 382-461 ms**. Turns and
+    cuts were the same for every value (16 and 4 on the clean clips, 31 and 8 with the noisy
+    ones), and the turns' real-time WER moved within its run-to-run spread (0.050-0.072).
+    Silero's end of speech comes about 80 ms after the audio's, so with a 0.2 s pause no
+    caption could come sooner than about 300 ms. The cost: a caption final is decoded
+    without the words after it (Whisper's right context), and words that only repeat the
+    caption finals are dropped from what follows (`decoding._repeats_prefix`).
 
     `interim_policy`: "eager" shows the first decode at once and then only words two decodes
     agree on; "agreed" waits for agreement from the start (about 250 ms later, a little less
@@ -79,9 +79,9 @@ class LocalSTT(stt.STT[Never]):  # no events beyond the base STT's
         beam_size: int = 3,
         interim_interval_s: float = 0.06,
         first_interim_after_s: float = 0.05,
-        speculate_after_s: float = 0.06,
+        speculate_after_s: float = 0.0,
         min_turn_silence_s: float = 0.15,
-        caption_final_after_s: float | None = None,
+        caption_final_after_s: float | None = CAPTION_FINAL_AFTER_S,
         end_of_turn_confidence: float = 0.95,
         interim_policy: Literal["agreed", "eager", "every"] = "eager",
         vad: vad.VAD | None = None,
