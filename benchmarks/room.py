@@ -1,14 +1,17 @@
-"""Room mode over the LiveKit stand-in on loopback: end of speech -> final, 1 and 4 speakers.
+"""Room mode over the kit's LiveKit server on loopback: end of speech -> caption final and
+-> turn, 1 and 4 speakers.
 
-`python -m benchmarks.room [--speakers 1 4] [--json]` starts the stand-in (tests/standins, the
-SFU the real `livekit.rtc` client joins), registers the kit's worker with `start_agent`, opens a
-room with `open_room` and has N `VirtualSpeaker`s read different recordings at the same time.
-One session per speaker transcribes them (the room mode's multi-user transcriber).
+`python -m benchmarks.room [--speakers 1 4] [--json]` starts the kit's LiveKit server
+(`python -m stt_agent server --dev`, the SFU the real `livekit.rtc` client joins), registers
+the kit's worker with `start_agent`, opens a room with `open_room` and has N `VirtualSpeaker`s
+read different recordings at the same time. One session per speaker transcribes them (the
+room mode's multi-user transcriber).
 
-Room EOS -> final = the kit's own `Utterance.latency_s` (the end of speech reaching the agent's
-STT -> the final delivered to the feed) + the one-way transport delay (the speaker's Rust audio
-queue, Opus, the SFU, the receiver's jitter buffer). The transport delay is measured at a
-listener in the same room, on the same path: its received audio is matched to the recording
+Room EOS -> turn = the kit's own `Utterance.latency_s` (the end of speech reaching the agent's
+STT -> the turn delivered to the feed) + the one-way transport delay (the speaker's Rust audio
+queue, Opus, the SFU, the receiver's jitter buffer); room EOS -> caption final is the same with
+`CaptionFinal.latency_s` (-> each caption final delivered). The transport delay is measured at
+a listener in the same room, on the same path: its received audio is matched to the recording
 (loudness contour, 20 ms windows) and the wall clock of the match is compared with when the
 speaker started playing. EOS here is where the local engine's VAD put it, while the local-mode
 benchmark uses the signal's own EOS (`clips.py`), so compare the two with that in mind.
@@ -36,6 +39,7 @@ from livekit import rtc
 import stt_agent
 from stt_agent.config import Secret, Settings
 from stt_agent.engines import LocalSTT
+from stt_agent.feed import CaptionFinal
 from stt_agent.room.rooms import mint_user_token, open_room
 from stt_agent.room.speaker import VirtualSpeaker
 
@@ -104,9 +108,9 @@ async def _pcm(path: Path) -> np.ndarray:
 
 
 @contextlib.asynccontextmanager
-async def _standin() -> AsyncIterator[str]:
-    """The LiveKit stand-in in its own process (its launch contract), as a server would be:
-    its media work must not compete with the agent for this interpreter's GIL."""
+async def _kit_server() -> AsyncIterator[str]:
+    """The kit's LiveKit server in its own process, as a server would be: its media work must
+    not compete with the agent for this interpreter's GIL."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -136,11 +140,13 @@ async def run(speakers: int) -> dict[str, Any]:
     refs = references()
     clips = CLIPS[:speakers]
     LocalSTT().prewarm()  # the model is loaded once per process, before the clock starts
-    async with _standin() as url:
+    async with _kit_server() as url:
         settings = Settings(
             livekit_url=url, livekit_api_key="devkey", livekit_api_secret=Secret("secret")
         )
         handle = await stt_agent.start_agent(settings, agent_name=AGENT_NAME)
+        captions: list[CaptionFinal] = []
+        handle.feed.subscribe(lambda e: captions.append(e) if isinstance(e, CaptionFinal) else None)
         transcribed: set[str] = set()
         handle.on_status(lambda s: transcribed.update(s.participants))
         listener = rtc.Room()
@@ -190,20 +196,26 @@ async def run(speakers: int) -> dict[str, Any]:
 
     per_speaker = []
     latencies: list[float] = []
+    caption_latencies: list[float] = []
     for identity, clip, _ in voices:
         finals = [u for u in handle.feed.utterances if u.participant == identity]
         delay = _transport_delay(
             await _pcm(speech_dir() / clip), heard.get(identity, _Heard()), played_at
         )
         kit = [u.latency_s for u in finals if u.latency_s is not None]
+        kit_captions = [
+            c.latency_s for c in captions if c.participant == identity and c.latency_s is not None
+        ]
         if delay is not None:
             latencies += [lat + delay for lat in kit]
+            caption_latencies += [lat + delay for lat in kit_captions]
         per_speaker.append(
             {
                 "text": " ".join(u.text for u in finals),
                 "identity": identity,
                 "clip": clip,
                 "finals": len(finals),
+                "caption_finals": len(kit_captions),
                 "wer": round(corpus_wer([refs[clip]], [" ".join(u.text for u in finals)]), 4),
                 "transport_ms": None if delay is None else round(delay * 1000, 1),
                 "kit_latency_ms_p50": round(float(np.median(kit)) * 1000, 1) if kit else None,
@@ -213,14 +225,16 @@ async def run(speakers: int) -> dict[str, Any]:
         "speakers": speakers,
         # this is a real-time test: a machine busy with other work shows in these numbers
         "load_average_1min": round(os.getloadavg()[0], 2),
-        "eos_to_final_ms_p50": round(float(np.percentile(latencies, 50)) * 1000, 1)
-        if latencies
-        else None,
-        "eos_to_final_ms_p95": round(float(np.percentile(latencies, 95)) * 1000, 1)
-        if latencies
-        else None,
+        "eos_to_caption_final_ms_p50": _ms(caption_latencies, 50),
+        "eos_to_caption_final_ms_p95": _ms(caption_latencies, 95),
+        "eos_to_turn_ms_p50": _ms(latencies, 50),
+        "eos_to_turn_ms_p95": _ms(latencies, 95),
         "per_speaker": per_speaker,
     }
+
+
+def _ms(seconds: list[float], q: float) -> float | None:
+    return round(float(np.percentile(seconds, q)) * 1000, 1) if seconds else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -239,12 +253,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for r in results:
         print(
-            f"{r['speakers']} speaker(s): EOS -> final p50 {r['eos_to_final_ms_p50']} ms, "
-            f"p95 {r['eos_to_final_ms_p95']} ms (load average {r['load_average_1min']})"
+            f"{r['speakers']} speaker(s): EOS -> caption final p50 / p95 "
+            f"{r['eos_to_caption_final_ms_p50']} / {r['eos_to_caption_final_ms_p95']} ms, "
+            f"EOS -> turn {r['eos_to_turn_ms_p50']} / {r['eos_to_turn_ms_p95']} ms "
+            f"(load average {r['load_average_1min']})"
         )
         for s in r["per_speaker"]:
             print(
-                f"  {s['identity']} {s['clip']}: {s['finals']} finals, WER {s['wer']:.1%}, "
+                f"  {s['identity']} {s['clip']}: {s['finals']} turns, "
+                f"{s['caption_finals']} caption finals, WER {s['wer']:.1%}, "
                 f"transport {s['transport_ms'] or 'not measurable'} ms, "
                 f"kit p50 {s['kit_latency_ms_p50']} ms"
             )

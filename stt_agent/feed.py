@@ -58,7 +58,7 @@ class CaptionFinal:
     """Words of the turn still open that will not change any more: a final transcript.
 
     The engine sends one for the speech so far once a short pause confirms it (the local
-    engine after 0.2 s of silence; a streaming service whenever it finalises), while the turn
+    engine after 0.1 s of silence; a streaming service whenever it finalises), while the turn
     ends later and is delivered as one `Utterance` holding every caption final's words. Views
     show these as locked text at once; exports hold turns only."""
 
@@ -68,6 +68,7 @@ class CaptionFinal:
     end: float | None = None
     source: str | None = None
     received_at: float = field(default_factory=time.time)
+    latency_s: float | None = None  # end of its speech -> this caption final delivered
 
 
 @dataclass(frozen=True)

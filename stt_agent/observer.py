@@ -116,13 +116,17 @@ class TurnObserver:
                 self._turn_finals.append(event)
                 progress.finals += 1
                 # Locked text at once; the turn it belongs to is delivered when it ends.
+                end = alt.end_time or None
+                now = time.time()
                 self._publish(
                     CaptionFinal(
                         text=alt.text.strip(),
                         participant=self.participant,
                         start=alt.start_time if alt.end_time else None,
-                        end=alt.end_time or None,
+                        end=end,
                         source=self.source,
+                        received_at=now,
+                        latency_s=self._latency(event, end, now),
                     )
                 )
             if not progress.exact:
