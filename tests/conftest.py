@@ -21,6 +21,7 @@ from benchmarks.scoring import references  # noqa: E402
 from benchmarks.speech import SHARED_DIR  # noqa: E402
 from stt_agent import samples  # noqa: E402
 from tests import netns  # noqa: E402
+from tests.notebook_runs import NoSettingsRuns  # noqa: E402
 
 # WebRTC media (livekit.rtc, Chromium) goes out on every non-loopback interface: these tests run
 # only inside the network namespace `python -m tests.netns` makes (`make test` does), never
@@ -85,3 +86,10 @@ def local_stt():
     engine = LocalSTT()
     engine.prewarm()
     return engine
+
+
+@pytest.fixture(scope="session")
+def no_settings_runs(tmp_path_factory: pytest.TempPathFactory) -> NoSettingsRuns:
+    """`no_settings_runs(notebook)`: that notebook executed with no settings, once a session
+    (its promises are checked in tests/test_notebooks.py; tests/test_site.py renders it)."""
+    return NoSettingsRuns(tmp_path_factory.mktemp("no-settings"))

@@ -17,7 +17,9 @@ samples) and executed with nbclient on this venv's `python3` kernel, in four sit
 
 The committed notebooks themselves must carry no outputs and no execution counts. In the first
 situation each notebook must also show what its prose promises (`PROMISES` below), in its
-saved outputs, so that it reads right on GitHub or a course site.
+saved outputs, so that it reads right on GitHub or a course site. That first run happens once
+per session (`no_settings_runs`, tests/notebook_runs.py): tests/test_site.py renders the same
+executed copies.
 New notebooks are picked up automatically: everything is parametrised over notebooks/*.ipynb.
 """
 
@@ -27,12 +29,8 @@ import asyncio
 import base64
 import binascii
 import json
-import os
 import re
-import shutil
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,19 +38,20 @@ from secrets import token_hex, token_urlsafe
 
 import nbformat
 import pytest
-from jupyter_client.kernelspec import KernelSpecManager
-from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
 
 from benchmarks.scoring import normalise
+from tests.notebook_runs import (
+    BUDGET_S,
+    NOTEBOOK_DIR,
+    NoSettingsRuns,
+    execute,
+    kernel_env,
+    make_sandbox,
+)
 from tests.standins.livekit_server import LiveKitStandIn
 
 REPO = Path(__file__).resolve().parents[1]
-NOTEBOOK_DIR = REPO / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
-BUDGET_S = 180  # per cell, and for a whole notebook
-KERNEL = "python3"
-KIT_ENV_PREFIXES = ("LIVEKIT_", "ASSEMBLYAI_", "STT_AGENT_")
 # What a notebook says when a configured server is down; any one will do.
 SAYS_WHAT_IS_WRONG = (
     "cannot reach",
@@ -104,70 +103,14 @@ executes = pytest.mark.notebooks
 
 @pytest.fixture
 def sandbox(tmp_path: Path) -> Path:
-    """<tmp>/repo with pyproject.toml, .gitignore and a copy of notebooks/: nothing else, so a
-    notebook that reached outside the kit (../shared, the tests) would fail here."""
-    root = tmp_path / "repo"
-    root.mkdir()
-    (root / "pyproject.toml").write_text('[project]\nname = "notebook-sandbox"\nversion = "0"\n')
-    if (REPO / ".gitignore").is_file():
-        shutil.copy(REPO / ".gitignore", root / ".gitignore")
-    shutil.copytree(
-        NOTEBOOK_DIR,
-        root / "notebooks",
-        ignore=shutil.ignore_patterns(".ipynb_checkpoints", "*.jsonl", ".env"),
-    )
-    return root
-
-
-def _kernel_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(KIT_ENV_PREFIXES)}
-    env.pop("MPLBACKEND", None)  # the inline backend, as in JupyterLab
-    # The kit under test, even if the venv's editable install points elsewhere.
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
-    return env
+    """<tmp>/repo: pyproject.toml, .gitignore and a copy of notebooks/ (tests/notebook_runs.py)."""
+    return make_sandbox(tmp_path)
 
 
 def _plant_env(root: Path, values: dict[str, str]) -> None:
     text = "".join(f"{k}={v}\n" for k, v in values.items())
     (root / ".env").write_text(text)
     (root / ".env").chmod(0o600)
-
-
-def _check_kernel_is_this_venv() -> None:
-    spec = KernelSpecManager().get_kernel_spec(KERNEL)
-    # jupyter_client swaps a bare `python` for sys.executable: this venv's interpreter.
-    bare = {"python", f"python{sys.version_info[0]}", "python{}.{}".format(*sys.version_info[:2])}
-    argv0 = spec.argv[0]
-    same = argv0 in bare or Path(argv0).resolve() == Path(sys.executable).resolve()
-    in_venv = Path(spec.resource_dir).resolve().is_relative_to(Path(sys.prefix).resolve())
-    assert same and in_venv, (
-        f"the {KERNEL!r} kernel ({spec.resource_dir}) runs {argv0}, not this venv's "
-        f"{sys.executable}: run `python -m ipykernel install --sys-prefix` in the venv"
-    )
-
-
-def _execute(path: Path, env: dict[str, str]) -> tuple[nbformat.NotebookNode, float, str | None]:
-    """Run a notebook in its own folder; returns (executed notebook, seconds, error or None)."""
-    _check_kernel_is_this_venv()
-    nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(
-        nb,
-        kernel_name=KERNEL,
-        timeout=BUDGET_S,
-        startup_timeout=60,
-        allow_errors=False,
-        store_widget_state=True,
-        resources={"metadata": {"path": str(path.parent)}},
-    )
-    started = time.perf_counter()
-    error = None
-    try:
-        client.execute(env=env)
-    except CellExecutionError as e:
-        error = str(e)
-    except TimeoutError as e:
-        error = f"a cell ran longer than {BUDGET_S} s: {e}"
-    return nb, time.perf_counter() - started, error
 
 
 def _record(request: pytest.FixtureRequest, scenario: str, name: str, seconds: float) -> None:
@@ -387,11 +330,12 @@ def test_committed_without_outputs(notebook: Path) -> None:
 @executes
 @notebook_params
 def test_runs_without_settings(
-    notebook: Path, sandbox: Path, request: pytest.FixtureRequest
+    notebook: Path, no_settings_runs: NoSettingsRuns, request: pytest.FixtureRequest
 ) -> None:
-    """The embedded default: no .env, no variables, local mode, under the time budget."""
-    path = sandbox / "notebooks" / notebook.name
-    nb, seconds, error = _execute(path, _kernel_env())
+    """The embedded default: no .env, no variables, local mode, under the time budget. (The
+    session's one run of it, which the course site renders too.)"""
+    run = no_settings_runs(notebook)
+    nb, seconds, error = run.nb, run.seconds, run.error
     _record(request, "no-env", notebook.stem, seconds)
     if error:
         pytest.fail(f"{notebook.name} failed without a .env:\n{error}", pytrace=False)
@@ -437,7 +381,8 @@ def _run_with_env(
     run must hold: no secret shown (checked first: a failed run must not leak either), no
     error, within budget. Returns the executed notebook for further checks."""
     _plant_env(sandbox, env)
-    nb, seconds, error = _execute(sandbox / "notebooks" / notebook.name, _kernel_env())
+    run = execute(sandbox / "notebooks" / notebook.name, kernel_env())
+    nb, seconds, error = run.nb, run.seconds, run.error
     _record(request, label, notebook.stem, seconds)
     leaks = _leaks(nb, secrets)
     assert not leaks, f"{notebook.name} shows secrets: {'; '.join(leaks)}"

@@ -13,7 +13,7 @@ from nbclient import NotebookClient
 
 from stt_agent import samples
 from tests.cli import run_cli
-from tests.test_notebooks import KERNEL
+from tests.notebook_runs import KERNEL
 
 pytestmark = pytest.mark.notebooks
 

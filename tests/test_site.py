@@ -1,16 +1,23 @@
 """`make site`: the executed course as static HTML, in a real browser (headless Chromium,
 offline: the widget library cannot load, so this is what a reader without a kernel or a
 network sees). Every page's pictures render; 03 and 04, the notebooks with transcripts, show
-the transcript words."""
+the transcript words.
+
+The pages are rendered from the session's one no-settings run of each notebook (the run whose
+promises tests/test_notebooks.py checks; `make site` runs them the same way: no `.env`, no kit
+variables). `make site`'s own running of notebooks is checked on a small notebook of its own.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import nbformat
 import pytest
 
 pytest.register_assert_rewrite("tests.browser")
 from tests.browser import pictures, pictures_in_markdown  # noqa: E402
+from tests.notebook_runs import NoSettingsRuns  # noqa: E402
 from tools import site  # noqa: E402
 
 pytest_plugins = ["tests.browser"]
@@ -23,10 +30,62 @@ NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def built(tmp_path_factory: pytest.TempPathFactory, no_settings_runs: NoSettingsRuns) -> Path:
+    """The site, as `make site` writes it, from the session's no-settings runs."""
     out = tmp_path_factory.mktemp("site")
-    site.build(out, NOTEBOOKS)
+    pages = []
+    for notebook in NOTEBOOKS:
+        run = no_settings_runs(notebook)
+        assert run.error is None, f"{notebook.name} failed without settings:\n{run.error}"
+        pages.append(site.write_page(out, notebook.stem, run.nb))
+    site.write_index(out, pages)
     return out
+
+
+def _small_notebook(folder: Path, *cells: str) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# A small page"),
+        *map(nbformat.v4.new_code_cell, cells),
+    ]
+    path = folder / "small.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def test_make_site_runs_notebooks_with_no_settings_and_inline_plots(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`python -m tools.site`: the notebook runs with no kit variables (they could be anyone's
+    keys), with the inline backend (plots are pictures on the page), and is linked."""
+    secret = "site-test-secret-" + "x" * 24
+    monkeypatch.setenv("LIVEKIT_API_SECRET", secret)
+    monkeypatch.setenv("ASSEMBLYAI_API_KEY", secret)
+    monkeypatch.setenv("MPLBACKEND", "Agg")  # no picture would be shown
+    notebook = _small_notebook(
+        tmp_path,
+        "import os\n"
+        "kit = [k for k in os.environ if k.startswith(('LIVEKIT_', 'ASSEMBLYAI_'))]\n"
+        "print('kit variables:', kit)",
+        "import matplotlib.pyplot as plt\nplt.plot([0, 1], [1, 0])\nplt.show()",
+    )
+    out = tmp_path / "site"
+    assert site.main(["--out", str(out), str(notebook)]) == 0
+    page = (out / "small.html").read_text()
+    assert "kit variables: []" in page and secret not in page
+    assert "data:image/png;base64," in page
+    assert "<a href='small.html'>A small page</a>" in (out / "index.html").read_text()
+    assert f"open {out / 'index.html'}" in capsys.readouterr().out
+
+
+def test_make_site_names_the_notebook_that_failed_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    notebook = _small_notebook(tmp_path, "raise RuntimeError('the cell is broken')")
+    assert site.main(["--out", str(tmp_path / "site"), str(notebook)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("site: small.ipynb: a cell failed") and "the cell is broken" in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
 
 
 def _open(launch_chromium, page_path: Path):

@@ -70,6 +70,18 @@ def render(nb: nbformat.NotebookNode) -> str:
     return body
 
 
+def write_page(out: Path, stem: str, nb: nbformat.NotebookNode) -> tuple[Path, str]:
+    """Render an executed notebook to `out/<stem>.html`; (page, title)."""
+    page = out / f"{stem}.html"
+    page.write_text(render(nb), encoding="utf-8")
+    return page, _title(nb, stem)
+
+
+def write_index(out: Path, pages: list[tuple[Path, str]]) -> None:
+    """`out/index.html`, linking the (page, title) pairs in their order."""
+    (out / "index.html").write_text(_index(pages), encoding="utf-8")
+
+
 def build(out: Path, notebooks: list[Path]) -> list[tuple[Path, str, float]]:
     """Execute and render `notebooks` into `out`; (page, title, seconds) for each."""
     out.mkdir(parents=True, exist_ok=True)
@@ -81,23 +93,21 @@ def build(out: Path, notebooks: list[Path]) -> list[tuple[Path, str, float]]:
             copy = course / source.name
             shutil.copy(source, copy)
             started = time.perf_counter()
-            nb = execute(copy)
-            page = out / f"{source.stem}.html"
-            page.write_text(render(nb), encoding="utf-8")
-            pages.append((page, _title(nb, source.stem), time.perf_counter() - started))
+            page, title = write_page(out, source.stem, execute(copy))
+            pages.append((page, title, time.perf_counter() - started))
             print(
                 f"  {page.relative_to(out.parent) if out.parent in page.parents else page}"
                 f"  ({pages[-1][2]:.0f} s)",
                 flush=True,
             )
-    (out / "index.html").write_text(_index(pages), encoding="utf-8")
+    write_index(out, [(page, title) for page, title, _ in pages])
     return pages
 
 
-def _index(pages: list[tuple[Path, str, float]]) -> str:
+def _index(pages: list[tuple[Path, str]]) -> str:
     items = "\n".join(
         f"<li><a href='{html.escape(page.name)}'>{html.escape(title)}</a></li>"
-        for page, title, _ in pages
+        for page, title in pages
     )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>stt-agent: the course</title>
