@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .weights import LoadedModel
 
 __all__ = [
+    "CROWDED_BATCH",
     "FINAL_WINDOW",
     "FULL_WINDOW",
     "INTERIM_WINDOW",
@@ -57,12 +58,26 @@ class Window:
 
     tail: int  # frames of padding after the audio
     floor: int  # at least this many frames
+    # The floor in a crowded batch (see `CROWDED_BATCH`); the same as `floor` unless set.
+    crowded_floor: int | None = None
 
-    def frames(self, n: int) -> int:
-        return min(_MAX_FRAMES, max(self.floor, n // _HOP + 1 + self.tail))
+    def frames(self, n: int, *, crowded: bool = False) -> int:
+        floor = self.crowded_floor if crowded and self.crowded_floor else self.floor
+        return min(_MAX_FRAMES, max(floor, n // _HOP + 1 + self.tail))
 
 
-FINAL_WINDOW = Window(tail=300, floor=1200)
+# An adaptive window under load: when this many utterances are decoded in one batch (many
+# streams' turns ending at once), finals get an 8 s floor instead of 12 s. The encoder is most
+# of such a batch's cost, and more than linear in its size: on 2 cores, 8 finals of 2.7 s took
+# 680-850 ms with the 12 s floor (the encoder alone 516 ms, against 44 ms for one) and
+# 330-420 ms with 8 s. With 8 real-time streams of the JFK clip (`benchmarks.streams`, three
+# runs each, load 2.2-2.7), the latest final fell 91-556 ms (median 243) behind a lone
+# stream's median with it, and 436-549 ms (median 511) without. The cost is accuracy in that
+# moment only (over the shared clips and their noisy versions, 25 word errors at 8 s against
+# 20 at 12 s; a final that loops is decoded again with the full window): a lone stream, or a
+# few, never sees it.
+CROWDED_BATCH = 4
+FINAL_WINDOW = Window(tail=300, floor=1200, crowded_floor=800)
 FULL_WINDOW = Window(tail=300, floor=_MAX_FRAMES)
 INTERIM_WINDOW = Window(tail=200, floor=800)
 
@@ -87,6 +102,10 @@ class Request:
     @property
     def frames(self) -> int:
         return self.window.frames(self.audio.size)
+
+    def frames_in(self, batch_size: int) -> int:
+        """Encoder frames for this request in a batch of `batch_size` (`CROWDED_BATCH`)."""
+        return self.window.frames(self.audio.size, crowded=batch_size >= CROWDED_BATCH)
 
 
 @dataclass(frozen=True)
@@ -162,7 +181,7 @@ def _decode_batch(loaded: LoadedModel, requests: Sequence[Request]) -> list[Deco
     probability of a sentence-final mark. Requests in one batch share a beam size."""
     model = loaded.model
     n = len(requests)
-    window = max(r.frames for r in requests)
+    window = max(r.frames_in(n) for r in requests)
     mels = [model.feature_extractor(r.audio)[:, :window] for r in requests]
     features = np.zeros((n, mels[0].shape[0], window), dtype=np.float32)
     for i, mel in enumerate(mels):
