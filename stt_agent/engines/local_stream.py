@@ -8,9 +8,12 @@ transcripts as the words become certain. What keeps it quick on a laptop's CPU:
   decodes to the model's `BatchScheduler`, which runs them as CTranslate2 batches, turn ends
   first and interims round-robin (see `stt_agent.engines.batching`);
 * **a short encoder window**: Whisper encodes 30 s windows; CTranslate2 accepts shorter ones,
-  so the encoder sees the utterance plus a little padding (`decoding.Window`);
-* **speculative finals**: after `speculate_after_s` of silence the utterance is decoded; if the
-  speaker stays quiet, that decode *is* the final, so waiting and decoding overlap;
+  so the encoder sees the utterance plus a little padding (`decoding.Window`), and less when
+  many streams' finals are decoded at once (`decoding.CROWDED_BATCH`);
+* **speculative finals**: at the VAD's first quiet window (or after `speculate_after_s` of
+  silence) the utterance is decoded; if the speaker stays quiet, that decode *is* the final
+  (the caption final's and, when no words follow, the turn's), so waiting and decoding
+  overlap;
 * **caption finals, decoupled from turn ends**: once `caption_final_after_s` of silence
   confirms a pause and the speculative decode covers every word since the last final, those
   words go out as a FINAL_TRANSCRIPT at once, while the turn stays open (no END_OF_SPEECH).
