@@ -42,7 +42,7 @@ from tests.cli import REPO, clean_env, run_cli
 DEV_KEY, DEV_SECRET = "devkey", "secret"
 JOIN_TIMEOUT_S = 20.0
 MEDIA_TIMEOUT_S = 90.0
-SPEAKER_WER_LIMIT = 0.2  # as in test_room_media: two Opus encodings, tiny.en
+SPEAKER_WER_LIMIT = 0.25  # as in test_room_media: two Opus encodings, tiny.en
 pytestmark = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
 
 

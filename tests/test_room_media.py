@@ -31,9 +31,10 @@ ROOM = "media-room"
 JOIN_TIMEOUT_S = 20.0
 MEDIA_TIMEOUT_S = 60.0
 # Per speaker, over two Opus encodings and a busy machine: measured 0-14 % on the 22 words of
-# the JFK clip ("ask not" is tiny.en's weak spot), 0 % on the other. Someone else's words, or
-# silence, score near 100 %.
-SPEAKER_WER_LIMIT = 0.2
+# the JFK clip ("ask not" is tiny.en's weak spot) before caption finals, and up to 22.7 % (5
+# words: "And so am i fell america As. Not.") in one CI run with them; 0 % on the other.
+# Someone else's words, or silence, score near 100 %.
+SPEAKER_WER_LIMIT = 0.25
 
 
 @pytest.fixture

@@ -267,11 +267,9 @@ def test_the_course_runs_from_the_wheel_in_an_unrelated_folder(tmp_path: Path) -
     print(f"wheel {wheel.name} ({wheel.stat().st_size / 1e6:.2f} MB); notebooks: {timings}")
     failed = {r["notebook"]: r["error"] for r in report["runs"] if r["error"]}
     assert not failed, "\n\n".join(f"{name}:\n{error}" for name, error in failed.items())
-    # The recordings came from the installed wheel.
-    transcripts = nbformat.read(course_dir / "03_transcriber_agent.ipynb", as_version=4)
-    assert "ask not" in nbformat.writes(transcripts).lower()
     # No room cell skipped on the wheel's own LiveKit server: the same promises as from the
-    # repository (bob hears alice; kennedy, ada and grace transcribed under their names).
+    # repository (bob hears alice; kennedy, ada and grace transcribed under their names, from
+    # the recordings the wheel ships).
     from tests.test_notebooks import PROMISES
 
     for name in ("01_livekit_constructs", "03_transcriber_agent"):
