@@ -101,7 +101,8 @@ class Request:
 
     @property
     def frames(self) -> int:
-        return self.window.frames(self.audio.size)
+        """Encoder frames when decoded alone (the scheduler's size for this job)."""
+        return self.frames_in(1)
 
     def frames_in(self, batch_size: int) -> int:
         """Encoder frames for this request in a batch of `batch_size` (`CROWDED_BATCH`)."""
